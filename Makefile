@@ -1,0 +1,42 @@
+# Conveyor — the two commands users need are `make run` and `make test`.
+SHELL := /bin/bash
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: install infra-up infra-down infra-status run test test-unit lint fmt bench clean
+
+install:            ## install Python deps from the lock file (and uv itself if missing)
+	@scripts/bootstrap.sh
+
+infra-up:           ## start RabbitMQ and the MongoDB-wire server (installs them if missing)
+	@scripts/infra.sh up
+
+infra-down:
+	@scripts/infra.sh down
+
+infra-status:
+	@scripts/infra.sh status
+
+run: install infra-up  ## the whole stack in the foreground (API on :8000)
+	@$(UV) run --frozen python scripts/supervise.py
+
+test: install infra-up  ## the whole test suite against the real servers
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-unit: install
+	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+lint: install       ## ruff + mypy strict
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy
+
+fmt: install
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+bench: install infra-up  ## throughput benchmark (see bench/README.md)
+	@$(UV) run --frozen python bench/throughput.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

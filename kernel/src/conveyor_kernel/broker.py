@@ -1,0 +1,125 @@
+"""Broker connections, the confirmed publisher and queue statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractRobustConnection,
+    DeliveryMode,
+)
+from pamqp.commands import Basic
+
+from conveyor_kernel.errors import BrokerUnavailableError
+from conveyor_kernel.model import JobEnvelope
+from conveyor_kernel.topology import WORK_ROUTING_KEY, Topology, declare
+
+log = logging.getLogger(__name__)
+
+# What aio-pika/aiormq raise when the broker is gone, refuses or times out.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    RuntimeError,  # aio-pika raises RuntimeError on a closed channel in some paths
+)
+
+
+async def connect(url: str, name: str) -> AbstractRobustConnection:
+    """A robust connection (reconnects and restores channels, queues and consumers)."""
+    return await aio_pika.connect_robust(
+        url, client_properties={"connection_name": name}, timeout=10
+    )
+
+
+def connection_is_open(connection: AbstractRobustConnection | None) -> bool:
+    return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+
+class Publisher:
+    """Publishes job envelopes persistent, confirmed and ``mandatory``.
+
+    A publish returns only after the broker confirmed the message; a nack, an
+    unroutable return, a confirm timeout or a lost connection raise
+    :class:`BrokerUnavailableError`, which callers treat as "not accepted".
+    """
+
+    def __init__(
+        self, connection: AbstractRobustConnection, topology: Topology, confirm_timeout_s: float
+    ) -> None:
+        self._connection = connection
+        self._topology = topology
+        self._timeout = confirm_timeout_s
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def open(self) -> None:
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        declared = await declare(self._channel, self._topology)
+        self._exchange = declared.exchanges[self._topology.jobs_exchange]
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    @property
+    def ready(self) -> bool:
+        return (
+            connection_is_open(self._connection)
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
+    async def publish_job(self, envelope: JobEnvelope) -> None:
+        message = aio_pika.Message(
+            body=envelope.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            priority=envelope.priority,
+            message_id=f"{envelope.job_id}:{envelope.attempt}",
+            type=envelope.type,
+            headers={"x-conveyor-envelope": envelope.v},
+        )
+        await self._publish(message, WORK_ROUTING_KEY)
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        if self._exchange is None or not self.ready:
+            raise BrokerUnavailableError("broker connection is not open")
+        try:
+            confirmation = await self._exchange.publish(
+                message, routing_key=routing_key, mandatory=True, timeout=self._timeout
+            )
+        except aio_pika.exceptions.DeliveryError as exc:
+            raise BrokerUnavailableError(f"broker refused the message: {exc}") from exc
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailableError(f"publish failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(confirmation, Basic.Ack):
+            raise BrokerUnavailableError(f"broker did not ack: {confirmation!r}")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    messages: int
+    consumers: int
+
+
+async def queue_stats(channel: AbstractChannel, queue_name: str) -> QueueStats:
+    """Depth and consumer count of a queue (passive declare; the queue must exist)."""
+    queue = await channel.declare_queue(queue_name, passive=True)
+    result = queue.declaration_result
+    return QueueStats(
+        name=queue_name,
+        messages=result.message_count or 0,
+        consumers=result.consumer_count or 0,
+    )

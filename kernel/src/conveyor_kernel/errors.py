@@ -1,0 +1,31 @@
+"""One error taxonomy for the whole stack: retryable or permanent."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base of every error Conveyor raises on purpose."""
+
+
+class RetryableError(ConveyorError):
+    """The attempt failed but a later attempt may succeed (the default for handler errors)."""
+
+
+class PermanentError(ConveyorError):
+    """The job can never succeed; do not spend retries on it."""
+
+
+class JobTimeoutError(RetryableError):
+    """The attempt exceeded the job's ``timeout_s``."""
+
+
+class BrokerUnavailableError(ConveyorError):
+    """RabbitMQ did not accept a message (down, nack, unroutable or confirm timeout)."""
+
+
+class StoreUnavailableError(ConveyorError):
+    """MongoDB could not be reached or did not acknowledge a write."""
+
+
+class InvalidEnvelopeError(PermanentError):
+    """A broker message that cannot be parsed or validated (a poison message)."""

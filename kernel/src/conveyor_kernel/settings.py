@@ -1,0 +1,43 @@
+"""Base settings shared by every service (environment variables prefixed ``CONVEYOR_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConveyorSettings(BaseSettings):
+    """Settings every Conveyor process reads. Services subclass this."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL")
+    mongodb_url: str = Field(
+        default="mongodb://127.0.0.1:27017/", description="MongoDB connection string"
+    )
+    mongodb_db: str = Field(default="conveyor", description="MongoDB database name")
+    mongodb_timeout_ms: int = Field(
+        default=5000, ge=100, description="Server selection / socket timeout for MongoDB"
+    )
+    namespace: str = Field(
+        default="conveyor",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Prefix of every exchange and queue name (isolates stacks on one broker)",
+    )
+    handler_modules: list[str] = Field(
+        default_factory=list,
+        description="Extra 'module:function' registrars of job handlers (JSON list or comma list)",
+    )
+    log_level: str = Field(default="INFO", description="Log level")
+    log_json: bool | None = Field(
+        default=None, description="JSON logs (default: JSON unless stderr is a terminal)"
+    )
+    default_job_timeout_s: float = Field(
+        default=300.0, gt=0, description="timeout_s of a job that does not set one"
+    )
+    outbox_grace_s: float = Field(
+        default=15.0, gt=0, description="Age after which an unconfirmed queued job is republished"
+    )
+    publish_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long to wait for a publisher confirm"
+    )

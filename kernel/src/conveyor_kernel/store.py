@@ -1,0 +1,241 @@
+"""The MongoDB job store (PyMongo's async API).
+
+Jobs live in ``<db>.jobs`` keyed by ``_id``. Every state change is a
+compare-and-set on ``rev`` (``replace_one({_id, rev})``), so a redelivered or
+duplicated message can never overwrite a newer state: the loser re-reads and
+decides again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import pymongo
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus
+
+JOBS_COLLECTION = "jobs"
+
+Document = dict[str, Any]
+
+
+class InvalidCursorError(ValueError):
+    """A list cursor that this store did not produce."""
+
+
+class DeleteResult(Enum):
+    DELETED = "deleted"
+    NOT_FOUND = "not_found"
+    NOT_FINISHED = "not_finished"
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    total: int
+
+
+def make_client(url: str, timeout_ms: int, app_name: str) -> AsyncMongoClient[Document]:
+    """A client; it connects lazily, so creating it never blocks."""
+    return AsyncMongoClient(
+        url,
+        tz_aware=True,
+        tzinfo=UTC,
+        appname=app_name,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 2, 10_000),
+        retryWrites=True,
+    )
+
+
+def encode_cursor(job: Job) -> str:
+    millis = int(job.created_at.timestamp() * 1000)
+    return base64.urlsafe_b64encode(f"{millis}:{job.id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        millis, job_id = raw.split(":", 1)
+        return datetime.fromtimestamp(int(millis) / 1000, UTC), job_id
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
+
+
+@asynccontextmanager
+async def store_errors() -> AsyncIterator[None]:
+    """Translate driver errors into :class:`StoreUnavailableError` (the one taxonomy)."""
+    try:
+        yield
+    except PyMongoError as exc:
+        raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
+
+
+class JobStore:
+    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+        self._client = client
+        self._jobs: AsyncCollection[Document] = client[db_name][JOBS_COLLECTION]
+
+    async def ping(self) -> None:
+        async with store_errors():
+            await self._client.admin.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        """Indexes for list (newest first, filtered by status/type), stats and the outbox.
+
+        Only missing indexes are created: re-issuing ``createIndexes`` for existing
+        compound descending indexes crashes FerretDB v1's connection handler.
+        """
+        async with store_errors():
+            existing = set(await self._jobs.index_information())
+            wanted = [
+                pymongo.IndexModel(
+                    [("created_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)],
+                    name="created_desc",
+                ),
+                pymongo.IndexModel(
+                    [("status", 1), ("created_at", pymongo.DESCENDING), ("_id", -1)],
+                    name="status_created_desc",
+                ),
+                pymongo.IndexModel(
+                    [("type", 1), ("created_at", pymongo.DESCENDING), ("_id", -1)],
+                    name="type_created_desc",
+                ),
+                pymongo.IndexModel(
+                    [("status", 1), ("published_at", 1), ("updated_at", 1)],
+                    name="outbox",
+                ),
+            ]
+            missing = [m for m in wanted if m.document["name"] not in existing]
+            if missing:
+                await self._jobs.create_indexes(missing)
+
+    async def insert(self, job: Job) -> None:
+        async with store_errors():
+            await self._jobs.insert_one(job.to_document())
+
+    async def get(self, job_id: str) -> Job | None:
+        async with store_errors():
+            doc = await self._jobs.find_one({"_id": job_id})
+        return None if doc is None else Job.model_validate(doc)
+
+    async def compare_and_set(self, job: Job) -> Job | None:
+        """Write ``job`` if nobody changed it since it was read (``rev`` matches).
+
+        Returns the stored job (``rev`` bumped) or ``None`` when the CAS lost.
+        """
+        expected = job.rev
+        new = job.model_copy(update={"rev": expected + 1})
+        async with store_errors():
+            result = await self._jobs.replace_one(
+                {"_id": job.id, "rev": expected}, new.to_document()
+            )
+        return new if result.matched_count == 1 else None
+
+    async def mark_published(self, job_id: str, attempt: int, when: datetime) -> None:
+        """Record the broker's confirm for ``attempt`` (a no-op if the job moved on)."""
+        async with store_errors():
+            await self._jobs.update_one(
+                {"_id": job_id, "next_attempt": attempt, "published_at": None},
+                {"$set": {"published_at": when}, "$inc": {"rev": 1}},
+            )
+
+    async def delete_unpublished(self, job_id: str) -> bool:
+        """Compensation for a publish the broker did not accept."""
+        async with store_errors():
+            result = await self._jobs.delete_one(
+                {"_id": job_id, "status": JobStatus.QUEUED.value, "published_at": None}
+            )
+        return result.deleted_count == 1
+
+    async def unpublished(self, older_than: datetime, limit: int) -> list[Job]:
+        """Queued jobs whose message was never confirmed (the outbox the sweeper relays)."""
+        async with store_errors():
+            docs = (
+                await self._jobs.find(
+                    {
+                        "status": JobStatus.QUEUED.value,
+                        "published_at": None,
+                        "updated_at": {"$lt": older_than},
+                    }
+                )
+                .sort("updated_at", 1)
+                .limit(limit)
+                .to_list()
+            )
+        return [Job.model_validate(d) for d in docs]
+
+    async def delete_finished(self, job_id: str) -> DeleteResult:
+        async with store_errors():
+            result = await self._jobs.delete_one(
+                {"_id": job_id, "status": {"$in": [s.value for s in FINISHED_STATUSES]}}
+            )
+            if result.deleted_count == 1:
+                return DeleteResult.DELETED
+            exists = await self._jobs.find_one({"_id": job_id}, {"_id": 1})
+        return DeleteResult.NOT_FINISHED if exists else DeleteResult.NOT_FOUND
+
+    async def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""
+        query: dict[str, Any] = {}
+        if status is not None:
+            query["status"] = status.value
+        if job_type is not None:
+            query["type"] = job_type
+        if cursor:
+            created, last_id = decode_cursor(cursor)
+            query["$or"] = [
+                {"created_at": {"$lt": created}},
+                {"created_at": created, "_id": {"$lt": last_id}},
+            ]
+        async with store_errors():
+            docs = (
+                await self._jobs.find(query)
+                .sort([("created_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
+                .limit(limit + 1)
+                .to_list()
+            )
+        jobs = [Job.model_validate(d) for d in docs[:limit]]
+        next_cursor = encode_cursor(jobs[-1]) if len(docs) > limit and jobs else None
+        return Page(jobs=jobs, next_cursor=next_cursor)
+
+    async def stats(self) -> Stats:
+        async with store_errors():
+            by_status = await self._group("$status")
+            by_type = await self._group("$type")
+        return Stats(by_status=by_status, by_type=by_type, total=sum(by_status.values()))
+
+    async def _group(self, key: str) -> dict[str, int]:
+        cursor = await self._jobs.aggregate([{"$group": {"_id": key, "n": {"$sum": 1}}}])
+        rows: list[Document] = await cursor.to_list()
+        return {str(r["_id"]): int(r["n"]) for r in rows}
+
+    async def count(self, query: Mapping[str, Any]) -> int:
+        async with store_errors():
+            return await self._jobs.count_documents(dict(query))

@@ -1,0 +1,134 @@
+"""RabbitMQ topology: every exchange and queue Conveyor uses, as frozen dataclasses.
+
+Names come only from the helper functions below (services never spell a queue
+name). :func:`declare` is idempotent: it declares the same arguments every
+time, so running it at each process start is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from conveyor_kernel.model import MAX_PRIORITY
+
+WORK_ROUTING_KEY = "work"
+PARKING_ROUTING_KEY = "parking-lot"
+
+
+def jobs_exchange_name(namespace: str) -> str:
+    return f"{namespace}.jobs"
+
+
+def dead_letter_exchange_name(namespace: str) -> str:
+    return f"{namespace}.jobs.dlx"
+
+
+def work_queue_name(namespace: str) -> str:
+    return f"{namespace}.jobs.work"
+
+
+def parking_lot_queue_name(namespace: str) -> str:
+    return f"{namespace}.jobs.parking-lot"
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: aio_pika.ExchangeType
+    durable: bool = True
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    bindings: tuple[Binding, ...]
+    arguments: tuple[tuple[str, Any], ...] = ()
+    durable: bool = True
+
+    def argument_dict(self) -> dict[str, Any]:
+        return dict(self.arguments)
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    exchanges: tuple[ExchangeSpec, ...] = field(default=())
+    queues: tuple[QueueSpec, ...] = field(default=())
+
+    @property
+    def jobs_exchange(self) -> str:
+        return jobs_exchange_name(self.namespace)
+
+    @property
+    def work_queue(self) -> str:
+        return work_queue_name(self.namespace)
+
+    @property
+    def parking_lot_queue(self) -> str:
+        return parking_lot_queue_name(self.namespace)
+
+
+def build_topology(namespace: str) -> Topology:
+    """The job topology.
+
+    ``<ns>.jobs`` (direct) routes ``work`` to the classic priority queue
+    ``<ns>.jobs.work`` (``x-max-priority`` 10). Messages rejected without
+    requeue (poison) dead-letter through ``<ns>.jobs.dlx`` into the parking lot
+    ``<ns>.jobs.parking-lot``.
+    """
+    jobs_x = jobs_exchange_name(namespace)
+    dlx = dead_letter_exchange_name(namespace)
+    return Topology(
+        namespace=namespace,
+        exchanges=(
+            ExchangeSpec(jobs_x, aio_pika.ExchangeType.DIRECT),
+            ExchangeSpec(dlx, aio_pika.ExchangeType.DIRECT),
+        ),
+        queues=(
+            QueueSpec(
+                work_queue_name(namespace),
+                bindings=(Binding(jobs_x, WORK_ROUTING_KEY),),
+                arguments=(
+                    ("x-queue-type", "classic"),
+                    ("x-max-priority", MAX_PRIORITY),
+                    ("x-dead-letter-exchange", dlx),
+                    ("x-dead-letter-routing-key", PARKING_ROUTING_KEY),
+                ),
+            ),
+            QueueSpec(
+                parking_lot_queue_name(namespace),
+                bindings=(Binding(dlx, PARKING_ROUTING_KEY),),
+                arguments=(("x-queue-type", "classic"),),
+            ),
+        ),
+    )
+
+
+@dataclass
+class Declared:
+    exchanges: dict[str, AbstractExchange]
+    queues: dict[str, AbstractQueue]
+
+
+async def declare(channel: AbstractChannel, topology: Topology) -> Declared:
+    """Declare every exchange, queue and binding of ``topology`` (idempotent)."""
+    exchanges: dict[str, AbstractExchange] = {}
+    for ex in topology.exchanges:
+        exchanges[ex.name] = await channel.declare_exchange(ex.name, ex.type, durable=ex.durable)
+    queues: dict[str, AbstractQueue] = {}
+    for q in topology.queues:
+        queue = await channel.declare_queue(q.name, durable=q.durable, arguments=q.argument_dict())
+        for b in q.bindings:
+            await queue.bind(exchanges[b.exchange], routing_key=b.routing_key)
+        queues[q.name] = queue
+    return Declared(exchanges=exchanges, queues=queues)

@@ -1,0 +1,81 @@
+"""The FastAPI application and its lifespan (connections open here, never at import)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from conveyor_api import problems
+from conveyor_api.limits import BodySizeLimit
+from conveyor_api.metrics import ApiMetrics, MetricsMiddleware
+from conveyor_api.routes import health, jobs, stats
+from conveyor_api.settings import ApiSettings
+from conveyor_api.state import AppState
+from conveyor_kernel import __version__
+from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.outbox import run_relay
+from conveyor_kernel.registry import load_registry
+from conveyor_kernel.runtime import retry_until_ready
+from conveyor_kernel.store import JobStore, make_client
+from conveyor_kernel.topology import build_topology
+
+log = get_logger(__name__)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = load_registry(settings.handler_modules)
+        topology = build_topology(settings.namespace)
+        mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-api")
+        store = JobStore(mongo, settings.mongodb_db)
+        await retry_until_ready("mongodb", store.ensure_indexes, (StoreUnavailableError,))
+        connection = await retry_until_ready(
+            "rabbitmq", lambda: connect(settings.amqp_url, "conveyor-api publish"), BROKER_ERRORS
+        )
+        publisher = Publisher(connection, topology, settings.publish_timeout_s)
+        await publisher.open()
+        app.state.conveyor = AppState(
+            settings=settings,
+            registry=registry,
+            topology=topology,
+            store=store,
+            publisher=publisher,
+            connection=connection,
+            metrics=metrics,
+        )
+        relay = asyncio.create_task(run_relay(store, publisher, settings.outbox_grace_s))
+        log.info("api ready", port=settings.api_port, job_types=registry.names())
+        try:
+            yield
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            with contextlib.suppress(*BROKER_ERRORS):
+                await publisher.close()
+                await connection.close()
+            await mongo.close()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        summary="Background jobs as a service: REST in front, RabbitMQ in the middle, "
+        "workers behind, results in MongoDB.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(jobs.router)
+    app.include_router(stats.router)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

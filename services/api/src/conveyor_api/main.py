@@ -1,0 +1,26 @@
+"""``conveyor-api``: serve the REST API with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from conveyor_api.app import create_app
+from conveyor_api.settings import ApiSettings
+from conveyor_kernel.logs import configure_logging
+
+
+def main() -> None:
+    settings = ApiSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""``/v1/jobs``: submit, inspect, list, retry and delete jobs."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from conveyor_api.problems import ApiError
+from conveyor_api.schemas import JobOut, JobPage, JobTypeOut
+from conveyor_api.state import AppState, State
+from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
+from conveyor_kernel.store import DeleteResult
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+log = get_logger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such job"},
+    409: {"description": "The job is not in a state that allows this"},
+    422: {"description": "Invalid body or unknown job type"},
+    503: {"description": "RabbitMQ or MongoDB unavailable; nothing was accepted"},
+}
+
+
+async def _enqueue(state: AppState, sub: JobSubmission, retry_of: str | None = None) -> Job:
+    """Store the job, publish it confirmed, record the confirm. 503 leaves nothing behind."""
+    if sub.type not in state.registry:
+        raise ApiError(
+            422,
+            "unknown_job_type",
+            f"unknown job type {sub.type!r}",
+            known_types=state.registry.names(),
+        )
+    if not state.publisher.ready:
+        raise BrokerUnavailableError("broker connection is not open")
+    job = Job.from_submission(
+        sub, default_timeout_s=state.settings.default_job_timeout_s, retry_of=retry_of
+    )
+    await state.store.insert(job)
+    try:
+        await state.publisher.publish_job(job.envelope())
+    except BrokerUnavailableError:
+        # Compensation: the client gets 503, so no queued orphan may stay. If even
+        # this delete fails, the outbox relay publishes the job later (logged).
+        try:
+            await state.store.delete_unpublished(job.id)
+        except StoreUnavailableError:
+            log.exception("compensation failed; outbox will publish the job", job_id=job.id)
+        raise
+    with contextlib.suppress(StoreUnavailableError):  # the relay would re-send: harmless
+        await state.store.mark_published(job.id, job.next_attempt, utcnow())
+    state.metrics.submitted.labels(job.type, str(job.priority)).inc()
+    log.info("job accepted", job_id=job.id, type=job.type, priority=job.priority)
+    return job
+
+
+async def _get(state: AppState, job_id: str) -> Job:
+    job = await state.store.get(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}", job_id=job_id)
+    return job
+
+
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={413: {"description": "Body over the size limit"}, **ERRORS},
+)
+async def submit_job(body: JobSubmission, state: State) -> JobOut:
+    """Accept a job: 202 means it is stored and the broker confirmed its message."""
+    return JobOut.of(await _enqueue(state, body))
+
+
+@router.get("/jobs/{job_id}", responses=ERRORS)
+async def get_job(job_id: str, state: State) -> JobOut:
+    return JobOut.of(await _get(state, job_id))
+
+
+@router.get("/jobs")
+async def list_jobs(
+    state: State,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    page = await state.store.list(status=status_, job_type=type_, limit=limit, cursor=cursor)
+    return JobPage(items=[JobOut.of(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+@router.post("/jobs/{job_id}/retry", status_code=status.HTTP_201_CREATED, responses=ERRORS)
+async def retry_job(job_id: str, state: State) -> JobOut:
+    """Clone a finished job into a new one (``retry_of`` points back); the original stays."""
+    original = await _get(state, job_id)
+    if not original.status.finished:
+        raise ApiError(
+            409,
+            "job_not_finished",
+            f"job {job_id} is {original.status.value}; only finished jobs can be retried",
+            job_status=original.status.value,
+        )
+    return JobOut.of(await _enqueue(state, original.to_submission(), retry_of=original.id))
+
+
+@router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+async def delete_job(job_id: str, state: State) -> Response:
+    """Remove a finished job; a queued or running one is refused with 409."""
+    result = await state.store.delete_finished(job_id)
+    if result is DeleteResult.NOT_FOUND:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}", job_id=job_id)
+    if result is DeleteResult.NOT_FINISHED:
+        raise ApiError(
+            409, "job_not_finished", f"job {job_id} is not finished; cancel it or wait for it"
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/job-types")
+async def job_types(state: State) -> list[JobTypeOut]:
+    """The job types this deployment knows (built-ins and plugins)."""
+    return [JobTypeOut(name=s.name, description=s.description) for s in state.registry.specs()]

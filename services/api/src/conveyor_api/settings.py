@@ -1,0 +1,16 @@
+"""API settings (``CONVEYOR_API_*`` on top of the shared ones)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from conveyor_kernel.settings import ConveyorSettings
+
+
+class ApiSettings(ConveyorSettings):
+    api_host: str = Field(default="127.0.0.1", description="Address the API binds")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API binds")
+    max_request_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest accepted request body (413 above)"
+    )
+    readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")

@@ -1,0 +1,35 @@
+"""What the lifespan opens and the routes use, as typed ``Annotated`` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from aio_pika.abc import AbstractRobustConnection
+from fastapi import Depends, Request
+
+from conveyor_api.metrics import ApiMetrics
+from conveyor_api.settings import ApiSettings
+from conveyor_kernel.broker import Publisher
+from conveyor_kernel.registry import HandlerRegistry
+from conveyor_kernel.store import JobStore
+from conveyor_kernel.topology import Topology
+
+
+@dataclass
+class AppState:
+    settings: ApiSettings
+    registry: HandlerRegistry
+    topology: Topology
+    store: JobStore
+    publisher: Publisher
+    connection: AbstractRobustConnection
+    metrics: ApiMetrics
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.conveyor
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]

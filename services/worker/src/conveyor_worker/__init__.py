@@ -1,0 +1,1 @@
+"""Conveyor worker service."""

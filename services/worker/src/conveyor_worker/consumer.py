@@ -1,0 +1,147 @@
+"""The message callback: parse, decide, run, record, then ack.
+
+The ack happens only after the outcome is durable in MongoDB. Store or
+broker trouble requeues the message (nothing is lost); a message that is not a
+valid envelope is rejected without requeue, which dead-letters it to the
+parking lot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from conveyor_kernel.broker import BROKER_ERRORS, Publisher
+from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, utcnow
+from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
+from conveyor_kernel.store import JobStore
+from conveyor_worker.executor import execute
+from conveyor_worker.transitions import ContentionError, Outcome, Run, begin, finish
+
+log = get_logger(__name__)
+
+STORE_BACKOFF_S = 1.0
+
+
+class JobConsumer:
+    def __init__(
+        self, store: JobStore, publisher: Publisher, registry: HandlerRegistry, worker_id: str
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._registry = registry
+        self._worker_id = worker_id
+        self._running: dict[asyncio.Task[None], JobContext | None] = {}
+        self.accepting = True
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """aio-pika consumer callback: hand the message to its own task."""
+        task = asyncio.create_task(self._handle(message))
+        self._running[task] = None
+        task.add_done_callback(self._running.pop)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        structlog.contextvars.bind_contextvars(worker=self._worker_id)
+        try:
+            env = JobEnvelope.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.warning(
+                "poison message: not a valid job envelope; parking it",
+                message_id=message.message_id,
+                error=str(exc).replace("\n", "; "),
+            )
+            await self._settle(message.reject(requeue=False))
+            return
+        structlog.contextvars.bind_contextvars(
+            job_id=env.job_id, type=env.type, attempt=env.attempt
+        )
+        try:
+            await self._process(message, env)
+        except (StoreUnavailableError, ContentionError) as exc:
+            log.warning("store trouble; requeueing the message", error=str(exc))
+            await asyncio.sleep(STORE_BACKOFF_S)
+            await self._settle(message.nack(requeue=True))
+
+    async def _process(self, message: AbstractIncomingMessage, env: JobEnvelope) -> None:
+        decision = await begin(
+            self._store, env, self._worker_id, redelivered=bool(message.redelivered)
+        )
+        if not isinstance(decision, Run):
+            log.info("skipping message", reason=decision.reason)
+            await self._settle(message.ack())
+            return
+        job = decision.job
+        budget_after = job.budget_used + 1
+        ctx = JobContext(
+            job_id=job.id,
+            type=job.type,
+            payload=job.payload,
+            attempt=decision.attempt.number,
+            max_retries=job.max_retries,
+            is_last_attempt=budget_after > job.max_retries,
+        )
+        self._running[asyncio.current_task()] = ctx  # type: ignore[index]
+        log.info("attempt started", number=decision.attempt.number)
+        try:
+            spec = self._registry.get(job.type)
+        except UnknownJobTypeError as exc:
+            outcome = Outcome(AttemptOutcome.FAILED, error=str(exc), permanent=True)
+        else:
+            try:
+                outcome = await execute(spec, ctx, job.timeout_s)
+            except asyncio.CancelledError:
+                # Graceful shutdown ran out of grace: record it, then requeue.
+                outcome = Outcome(AttemptOutcome.INTERRUPTED, error="worker shut down")
+                await asyncio.shield(self._record(decision, outcome))
+                await self._settle(message.nack(requeue=True))
+                raise
+        retry_job = await self._record(decision, outcome)
+        if retry_job is not None:
+            try:
+                await self._publisher.publish_job(retry_job.envelope())
+                await self._store.mark_published(retry_job.id, retry_job.next_attempt, utcnow())
+            except BrokerUnavailableError as exc:
+                log.warning("retry not published now; the outbox relay will", error=str(exc))
+        await self._settle(message.ack())
+
+    async def _record(self, run: Run, outcome: Outcome) -> Job | None:
+        retry_job = await finish(self._store, run, outcome)
+        log.info(
+            "attempt finished",
+            outcome=outcome.outcome.value,
+            error=outcome.error,
+            retry=retry_job is not None,
+        )
+        return retry_job
+
+    async def _settle(self, op: object) -> None:
+        """Ack/nack/reject; if the channel died the broker redelivers anyway."""
+        try:
+            await op  # type: ignore[misc]
+        except BROKER_ERRORS as exc:
+            log.warning("could not settle message; the broker will redeliver it", error=str(exc))
+
+    async def drain(self, grace_s: float) -> None:
+        """Wait up to ``grace_s`` for in-flight jobs, then interrupt the rest."""
+        tasks = set(self._running)
+        if tasks:
+            log.info("draining in-flight jobs", count=len(tasks), grace_s=grace_s)
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                ctx = self._running.get(task)
+                if ctx is not None:
+                    ctx.stop_requested.set()
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

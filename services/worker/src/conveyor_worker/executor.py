@@ -1,0 +1,58 @@
+"""Runs one attempt of a handler: the single place where handler errors are classified.
+
+Retryable vs permanent, timeouts and interruption all become an
+:class:`~conveyor_worker.transitions.Outcome`; nothing else in the worker
+catches handler exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import traceback
+from typing import Any
+
+from conveyor_kernel.errors import PermanentError
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.model import AttemptOutcome
+from conveyor_kernel.registry import HandlerSpec, JobContext
+from conveyor_worker.transitions import Outcome
+
+log = get_logger(__name__)
+
+TRACEBACK_TAIL_CHARS = 2000
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _call(spec: HandlerSpec, ctx: JobContext) -> Any:
+    if spec.is_async:
+        return await spec.func(ctx)
+    return await asyncio.to_thread(spec.func, ctx)
+
+
+async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outcome:
+    """Run the handler; never raises except ``CancelledError`` from outside."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            result = await _call(spec, ctx)
+    except TimeoutError:
+        ctx.stop_requested.set()
+        return Outcome(AttemptOutcome.TIMEOUT, error=f"timeout: attempt exceeded {timeout_s:g} s")
+    except PermanentError as exc:
+        return Outcome(AttemptOutcome.FAILED, error=_error_text(exc), permanent=True)
+    except Exception as exc:  # noqa: BLE001 - handlers may raise anything; classify it here
+        return _retryable(exc)
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        return Outcome(AttemptOutcome.FAILED, error=f"result is not JSON: {exc}", permanent=True)
+    return Outcome(AttemptOutcome.COMPLETED, result=result)
+
+
+def _retryable(exc: Exception) -> Outcome:
+    tail = "".join(traceback.format_exception(exc))[-TRACEBACK_TAIL_CHARS:]
+    log.warning("handler raised", error=_error_text(exc), traceback_tail=tail)
+    return Outcome(AttemptOutcome.FAILED, error=_error_text(exc))

@@ -1,0 +1,76 @@
+"""Worker process: consume the priority work queue, run handlers, record outcomes.
+
+Run N of these side by side; they share nothing but RabbitMQ and MongoDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.logs import configure_logging, get_logger
+from conveyor_kernel.outbox import run_relay
+from conveyor_kernel.registry import load_registry
+from conveyor_kernel.runtime import retry_until_ready, stop_event
+from conveyor_kernel.store import JobStore, make_client
+from conveyor_kernel.topology import build_topology, declare
+from conveyor_worker.consumer import JobConsumer
+from conveyor_worker.settings import WorkerSettings
+
+log = get_logger(__name__)
+
+
+async def run(settings: WorkerSettings) -> None:
+    stop = stop_event()
+    registry = load_registry(settings.handler_modules)
+    topology = build_topology(settings.namespace)
+    mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-worker")
+    store = JobStore(mongo, settings.mongodb_db)
+    await retry_until_ready("mongodb", store.ensure_indexes, (StoreUnavailableError,))
+    name = f"conveyor-worker {settings.worker_id}"
+    publish_conn = await retry_until_ready(
+        "rabbitmq", lambda: connect(settings.amqp_url, f"{name} publish"), BROKER_ERRORS
+    )
+    consume_conn = await connect(settings.amqp_url, f"{name} consume")
+    publisher = Publisher(publish_conn, topology, settings.publish_timeout_s)
+    await publisher.open()
+    channel = await consume_conn.channel()
+    await channel.set_qos(prefetch_count=settings.prefetch)
+    declared = await declare(channel, topology)
+    queue = declared.queues[topology.work_queue]
+    consumer = JobConsumer(store, publisher, registry, settings.worker_id)
+    tag = await queue.consume(consumer.on_message)
+    relay = asyncio.create_task(run_relay(store, publisher, settings.outbox_grace_s))
+    log.info(
+        "worker ready",
+        worker=settings.worker_id,
+        queue=topology.work_queue,
+        prefetch=settings.prefetch,
+        handlers=registry.names(),
+    )
+
+    await stop.wait()
+    log.info("shutting down: no new messages", in_flight=consumer.in_flight)
+    with contextlib.suppress(*BROKER_ERRORS):
+        await queue.cancel(tag)
+    relay.cancel()
+    await consumer.drain(settings.worker_shutdown_grace_s)
+    with contextlib.suppress(asyncio.CancelledError):
+        await relay
+    for closable in (channel, publisher, consume_conn, publish_conn):
+        with contextlib.suppress(*BROKER_ERRORS):
+            await closable.close()
+    await mongo.close()
+    log.info("worker stopped")
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

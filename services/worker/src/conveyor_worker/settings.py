@@ -1,0 +1,33 @@
+"""Worker settings (``CONVEYOR_WORKER_*`` on top of the shared ones)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+
+from conveyor_kernel.settings import ConveyorSettings
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(ConveyorSettings):
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=1000, description="Jobs one worker process runs at once"
+    )
+    worker_prefetch: int | None = Field(
+        default=None,
+        ge=1,
+        description="Unacked messages per worker (default: = concurrency; keep low for priorities)",
+    )
+    worker_shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long in-flight jobs may finish"
+    )
+    worker_id: str = Field(default_factory=_default_worker_id, description="Name in attempts")
+
+    @property
+    def prefetch(self) -> int:
+        return self.worker_prefetch or self.worker_concurrency

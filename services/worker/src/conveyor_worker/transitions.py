@@ -1,0 +1,150 @@
+"""Job state transitions the worker makes, each a compare-and-set on the job document.
+
+``begin`` decides whether a delivered message should run (and records the
+attempt); ``finish`` records its outcome and says whether a retry must be
+published. Both re-read and retry when another writer got there first, so a
+redelivered or duplicated message is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor_kernel.model import Attempt, AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
+from conveyor_kernel.store import JobStore
+
+MAX_CAS_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class Run:
+    job: Job
+    attempt: Attempt
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: AttemptOutcome
+    result: object = None
+    error: str | None = None
+    permanent: bool = False
+
+
+class ContentionError(RuntimeError):
+    """The job document kept changing under us."""
+
+
+def _close_attempt(job: Job, outcome: AttemptOutcome, error: str | None) -> list[Attempt]:
+    now = utcnow()
+    attempts = list(job.attempts)
+    last = attempts[-1]
+    attempts[-1] = last.model_copy(
+        update={
+            "finished_at": now,
+            "outcome": outcome,
+            "error": error,
+            "duration_s": round((now - last.started_at).total_seconds(), 3),
+        }
+    )
+    return attempts
+
+
+async def begin(
+    store: JobStore, env: JobEnvelope, worker_id: str, *, redelivered: bool
+) -> Run | Skip:
+    for _ in range(MAX_CAS_ROUNDS):
+        job = await store.get(env.job_id)
+        if job is None:
+            return Skip("job not found (deleted)")
+        if job.status.finished:
+            return Skip(f"job already {job.status.value}")
+        if env.attempt != job.next_attempt:
+            return Skip(f"stale message for attempt {env.attempt}; job is at {job.next_attempt}")
+        if job.open_attempt is not None:
+            if not redelivered:
+                return Skip("duplicate delivery of an attempt that is running")
+            job = job.model_copy(
+                update={
+                    "attempts": _close_attempt(
+                        job, AttemptOutcome.LOST, "worker lost mid-attempt; message redelivered"
+                    )
+                }
+            )
+        now = utcnow()
+        if job.budget_used > job.max_retries:
+            failed = job.model_copy(
+                update={
+                    "status": JobStatus.FAILED,
+                    "error": "retries exhausted (worker lost mid-attempt)",
+                    "finished_at": now,
+                    "updated_at": now,
+                }
+            )
+            if await store.compare_and_set(failed) is not None:
+                return Skip("retries exhausted by lost attempts; marked failed")
+            continue
+        attempt = Attempt(number=len(job.attempts) + 1, worker=worker_id, started_at=now)
+        running = job.model_copy(
+            update={
+                "status": JobStatus.RUNNING,
+                "attempts": [*job.attempts, attempt],
+                "started_at": job.started_at or now,
+                "updated_at": now,
+            }
+        )
+        stored = await store.compare_and_set(running)
+        if stored is not None:
+            return Run(job=stored, attempt=attempt)
+    raise ContentionError(f"job {env.job_id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
+
+
+async def finish(store: JobStore, run: Run, outcome: Outcome) -> Job | None:
+    """Record ``outcome``; returns the job if a retry message must now be published."""
+    job: Job | None = run.job
+    for _ in range(MAX_CAS_ROUNDS):
+        if job is None:
+            return None  # deleted meanwhile: nothing to record
+        last = job.attempts[-1] if job.attempts else None
+        if (
+            job.status.finished
+            or last is None
+            or last.number != run.attempt.number
+            or (last.finished_at is not None)
+        ):
+            return None  # someone else closed this attempt (e.g. marked it lost)
+        now = utcnow()
+        attempts = _close_attempt(job, outcome.outcome, outcome.error)
+        update: dict[str, object] = {"attempts": attempts, "updated_at": now}
+        retry = False
+        if outcome.outcome is AttemptOutcome.COMPLETED:
+            update |= {
+                "status": JobStatus.COMPLETED,
+                "result": outcome.result,
+                "error": None,
+                "finished_at": now,
+            }
+        elif outcome.outcome is AttemptOutcome.INTERRUPTED:
+            # Shutdown: the message is requeued as-is and runs again; no budget spent.
+            update |= {"status": JobStatus.QUEUED}
+        else:
+            used = sum(1 for a in attempts if a.outcome and a.outcome.counts_against_budget)
+            if outcome.permanent or used > job.max_retries:
+                update |= {"status": JobStatus.FAILED, "error": outcome.error, "finished_at": now}
+            else:
+                retry = True
+                update |= {
+                    "status": JobStatus.QUEUED,
+                    "error": outcome.error,
+                    "next_attempt": job.next_attempt + 1,
+                    "published_at": None,
+                }
+        stored = await store.compare_and_set(job.model_copy(update=update))
+        if stored is not None:
+            return stored if retry else None
+        job = await store.get(job.id)
+    raise ContentionError(f"job {run.job.id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")

@@ -1,0 +1,143 @@
+"""Real Conveyor processes for integration tests: the API and workers as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.infra import Infra, free_port
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+@dataclass
+class Stack:
+    infra: Infra
+    namespace: str
+    db_name: str
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+    api_url: str | None = None
+    _client: httpx.AsyncClient | None = None
+
+    def env(self, **overrides: Any) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+        env |= {
+            "CONVEYOR_AMQP_URL": self.infra.amqp_url,
+            "CONVEYOR_MONGODB_URL": self.infra.mongodb_url,
+            "CONVEYOR_MONGODB_DB": self.db_name,
+            "CONVEYOR_NAMESPACE": self.namespace,
+            "CONVEYOR_LOG_JSON": "true",
+            "CONVEYOR_LOG_LEVEL": "INFO",
+            "CONVEYOR_OUTBOX_GRACE_S": "3",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env |= {f"CONVEYOR_{k.upper()}": str(v) for k, v in overrides.items()}
+        return env
+
+    def _spawn(self, name: str, module: str, env: dict[str, str]) -> Proc:
+        log_path = self.workdir / f"{name}-{len(self.procs)}.log"
+        with log_path.open("wb") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    async def start_api(self, **overrides: Any) -> httpx.AsyncClient:
+        port = free_port()
+        proc = self._spawn("api", "conveyor_api.main", self.env(api_port=port, **overrides))
+        self.api_url = f"http://127.0.0.1:{port}"
+        self._client = httpx.AsyncClient(base_url=self.api_url, timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.alive(), f"api exited:\n{proc.log()}"
+            try:
+                if (await self._client.get("/readyz")).status_code == 200:
+                    return self._client
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"api not ready in 60 s:\n{proc.log()}")
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        assert self._client is not None, "start_api() first"
+        return self._client
+
+    async def start_worker(self, **overrides: Any) -> Proc:
+        overrides.setdefault("worker_id", f"w{len(self.procs)}")
+        proc = self._spawn("worker", "conveyor_worker.main", self.env(**overrides))
+        await self.wait_log(proc, '"worker ready"')
+        return proc
+
+    async def wait_log(self, proc: Proc, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in proc.log():
+            assert proc.alive() or needle in proc.log(), f"{proc.name} exited:\n{proc.log()}"
+            assert time.monotonic() < deadline, f"{needle!r} not logged:\n{proc.log()}"
+            await asyncio.sleep(0.1)
+
+    async def submit(self, type_: str = "echo", **body: Any) -> dict[str, Any]:
+        resp = await self.client.post("/v1/jobs", json={"type": type_, **body})
+        assert resp.status_code == 202, resp.text
+        job: dict[str, Any] = resp.json()
+        return job
+
+    async def wait_job(
+        self, job_id: str, statuses: set[str] = TERMINAL, timeout: float = 60
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = await self.client.get(f"/v1/jobs/{job_id}")
+            assert resp.status_code == 200, resp.text
+            job: dict[str, Any] = resp.json()
+            if job["status"] in statuses:
+                return job
+            assert time.monotonic() < deadline, f"job stuck in {job['status']}: {job}"
+            await asyncio.sleep(0.1)
+
+    def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if proc.alive():
+            proc.popen.send_signal(sig)
+        return proc.popen.wait(timeout=timeout)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        for proc in self.procs:
+            if proc.alive():
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name} ({p.log_path.name})\n{p.log()[-6000:]}"
+                         for p in self.procs)
