@@ -6,6 +6,7 @@ its own MongoDB database; both are deleted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -49,10 +50,10 @@ def store(mongo: AsyncMongoClient[Document], namespace: str) -> JobStore:
 async def amqp(infra: Infra, namespace: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
     connection = await aio_pika.connect(infra.amqp_url)
     yield connection
-    if connection.is_closed:
-        connection = await aio_pika.connect(infra.amqp_url)
-    async with connection:
-        channel = await connection.channel()
+    with contextlib.suppress(Exception):  # it may have died with a broker restart
+        await connection.close()
+    async with await aio_pika.connect(infra.amqp_url) as cleanup:
+        channel = await cleanup.channel()
         topo = build_topology(namespace)
         for q in topo.queues:
             await channel.queue_delete(q.name)

@@ -44,8 +44,15 @@ async def test_unknown_type_is_422_naming_known_types(stack: Stack) -> None:
     assert resp.status_code == 422
     err = resp.json()["error"]
     assert err["code"] == "unknown_job_type"
-    assert {"echo", "sleep", "fail", "fail-absolute", "email", "image-process",
-            "report-gen"} <= set(err["known_types"])
+    assert {
+        "echo",
+        "sleep",
+        "fail",
+        "fail-absolute",
+        "email",
+        "image-process",
+        "report-gen",
+    } <= set(err["known_types"])
 
 
 @pytest.mark.parametrize(
@@ -84,6 +91,7 @@ async def test_oversized_payload_is_413(stack: Stack, store) -> None:
     resp = await client.post("/v1/jobs", json=big)
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "payload_too_large"
+
     # chunked upload without Content-Length is limited too
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"type":"echo","payload":{"b":"'
