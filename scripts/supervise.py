@@ -18,7 +18,12 @@ STOP_TIMEOUT_S = 45.0
 
 def main() -> int:
     workers = int(os.environ.get("CONVEYOR_RUN_WORKERS", "1"))
-    commands = [["conveyor-api"], *[["conveyor-worker"]] * workers, ["conveyor-notifier"]]
+    py = sys.executable
+    commands = [
+        [py, "-m", "conveyor_api.main"],
+        *[[py, "-m", "conveyor_worker.main"]] * workers,
+        [py, "-m", "conveyor_notifier.main"],
+    ]
     children = [subprocess.Popen(cmd) for cmd in commands]
     stopping = False
 

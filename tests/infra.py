@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
@@ -47,11 +49,30 @@ class ContainerBroker:
 
 
 @dataclass
+class LocalDatabase:
+    """Kills and restarts the FerretDB that scripts/infra.sh started."""
+
+    root: Path
+
+    def stop(self) -> None:
+        pid_file = self.root / ".infra" / "ferretdb.pid"
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        subprocess.run([str(self.root / "scripts" / "infra.sh"), "up"], check=True, timeout=300)
+
+
+@dataclass
 class Infra:
     amqp_url: str
     mongodb_url: str
     kind: str
     broker: BrokerControl
+    database: BrokerControl | None = None
     _cleanup: list[object] = field(default_factory=list)
 
     def close(self) -> None:
@@ -68,8 +89,9 @@ def free_port() -> int:
 def port_open(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1",
-                                       parsed.port or default_port), timeout=2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2
+        ):
             return True
     except OSError:
         return False
@@ -87,7 +109,7 @@ def _containers() -> Infra:
 
     amqp_port = free_port()  # fixed host port so a restarted broker comes back on it
     rabbit = RabbitMqContainer("rabbitmq:3.13-management").with_bind_ports(5672, amqp_port)
-    mongo = MongoDbContainer("mongo:7")
+    mongo = MongoDbContainer("mongo:7").with_bind_ports(27017, free_port())
     rabbit.start()
     mongo.start()
     return Infra(
@@ -95,6 +117,7 @@ def _containers() -> Infra:
         mongodb_url=mongo.get_connection_url(),
         kind="testcontainers",
         broker=ContainerBroker(rabbit.get_wrapped_container().id),
+        database=ContainerBroker(mongo.get_wrapped_container().id),
         _cleanup=[mongo, rabbit],
     )
 
@@ -110,7 +133,17 @@ def _local() -> Infra:
                 "(make test does) or set CONVEYOR_AMQP_URL / CONVEYOR_MONGODB_URL"
             )
         time.sleep(0.5)
-    return Infra(amqp_url=amqp, mongodb_url=mongo, kind="local", broker=LocalBroker())
+    root = Path(__file__).resolve().parent.parent
+    ferretdb = (
+        root / ".infra" / "ferretdb.pid"
+    ).exists() and "CONVEYOR_MONGODB_URL" not in os.environ
+    return Infra(
+        amqp_url=amqp,
+        mongodb_url=mongo,
+        kind="local",
+        broker=LocalBroker(),
+        database=LocalDatabase(root) if ferretdb else None,
+    )
 
 
 def provide() -> Infra:

@@ -139,5 +139,6 @@ class Stack:
                 proc.popen.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"===== {p.name} ({p.log_path.name})\n{p.log()[-6000:]}"
-                         for p in self.procs)
+        return "\n".join(
+            f"===== {p.name} ({p.log_path.name})\n{p.log()[-6000:]}" for p in self.procs
+        )

@@ -115,3 +115,28 @@ async def test_higher_priority_runs_first_in_a_backlog(stack: Stack) -> None:
     jobs = {i: await stack.wait_job(i) for i in low + high}
     order = sorted(jobs, key=lambda i: jobs[i]["attempts"][0]["started_at"])
     assert set(order[:3]) == set(high), "priority 10 jobs did not start before the backlog"
+
+
+async def test_mongodb_outage_mid_job_loses_nothing(stack: Stack, infra: Infra) -> None:
+    if infra.database is None:
+        pytest.skip("the database is external (CONVEYOR_MONGODB_URL); the test cannot restart it")
+    client = await stack.start_api()
+    await stack.start_worker()
+    job = await stack.submit("sleep", payload={"seconds": 1.5})
+    await stack.wait_job(job["id"], {"running"})
+    infra.database.stop()
+    try:
+        deadline = time.monotonic() + 30
+        while (await client.get("/readyz")).status_code != 503:
+            assert time.monotonic() < deadline, "readyz never reported MongoDB down"
+            await asyncio.sleep(0.2)
+        resp = await client.get(f"/v1/jobs/{job['id']}")
+        assert resp.status_code == 503
+        assert resp.json()["error"]["code"] == "store_unavailable"
+        await asyncio.sleep(2)  # the job ends while its outcome cannot be written
+    finally:
+        infra.database.start()
+    done = await stack.wait_job(job["id"], timeout=90)
+    assert done["status"] == "completed"
+    assert done["attempts"][-1]["outcome"] == "completed"
+    assert (await client.get("/readyz")).status_code == 200
