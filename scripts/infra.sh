@@ -6,8 +6,9 @@
 # Idempotent. Installs what is missing (Debian's rabbitmq-server, FerretDB v1
 # built from the Go module proxy), starts what is not running, and waits until
 # both answer. Preference order for the database: $CONVEYOR_MONGODB_URL (used
-# as-is, nothing started), a real `mongod` on PATH, then FerretDB (SQLite
-# backend). With a working Docker engine, `up` runs `docker compose up -d` for
+# as-is, nothing started), a real `mongod` on PATH, then FerretDB v1 on its
+# PostgreSQL backend (Debian's PostgreSQL; FERRETDB_BACKEND=sqlite selects the
+# SQLite backend, which is far slower under concurrent writes - see README). With a working Docker engine, `up` runs `docker compose up -d` for
 # rabbitmq and mongo instead.
 set -euo pipefail
 
@@ -16,6 +17,10 @@ STATE="${CONVEYOR_STATE_DIR:-$ROOT/.infra}"
 FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"
 FERRETDB_BIN="$STATE/bin/ferretdb"
 MONGO_PORT=27017
+FERRETDB_BACKEND="${FERRETDB_BACKEND:-postgresql}"
+PG_DB=conveyor_ferretdb
+PG_USER=conveyor_ferretdb
+PG_PASSWORD=conveyor_ferretdb
 AMQP_PORT=5672
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -83,6 +88,39 @@ ferret_build() {
   rm -rf "$src"
 }
 
+# ---------------------------------------------------------------- PostgreSQL (FerretDB backend)
+pg_up() {
+  command -v pg_lsclusters >/dev/null || apt_install postgresql
+  local ver cluster
+  ver="$(ls /usr/lib/postgresql | sort -n | tail -1)"
+  cluster="$(pg_lsclusters -h | awk -v v="$ver" '$1 == v {print $2; exit}')"
+  if [[ -z "$cluster" ]]; then
+    log "postgresql: creating cluster $ver/main"
+    pg_createcluster "$ver" main >/dev/null
+    cluster=main
+  fi
+  if ! pg_lsclusters -h | awk -v v="$ver" -v c="$cluster" '$1 == v && $2 == c' | grep -q online; then
+    log "postgresql: starting cluster $ver/$cluster"
+    pg_ctlcluster "$ver" "$cluster" start
+  fi
+  local i
+  for ((i = 0; i < 120; i++)); do
+    su postgres -c "psql -qAtc 'select 1'" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  PG_PORT="$(pg_lsclusters -h | awk -v v="$ver" -v c="$cluster" '$1 == v && $2 == c {print $3}')"
+  su postgres -c "psql -qAt" >/dev/null <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+    CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD';
+  END IF;
+END \$\$;
+SQL
+  if ! su postgres -c "psql -qAtc \"SELECT 1 FROM pg_database WHERE datname = '$PG_DB'\"" | grep -q 1; then
+    su postgres -c "createdb -O $PG_USER $PG_DB"
+  fi
+}
+
 ferret_pid() { cat "$STATE/ferretdb.pid" 2>/dev/null || true; }
 
 ferret_up() {
@@ -95,8 +133,14 @@ ferret_up() {
       --fork --logpath "$STATE/mongod.log" >/dev/null
   else
     ferret_build
-    log "ferretdb: starting (SQLite backend, data in $STATE/ferretdb/data)"
-    nohup "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$STATE/ferretdb/data/" \
+    local backend=(--handler=sqlite --sqlite-url="file:$STATE/ferretdb/data/")
+    if [[ "$FERRETDB_BACKEND" == postgresql ]]; then
+      pg_up
+      backend=(--handler=postgresql
+        --postgresql-url="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB")
+    fi
+    log "ferretdb: starting ($FERRETDB_BACKEND backend)"
+    nohup "$FERRETDB_BIN" "${backend[@]}" \
       --state-dir="$STATE/ferretdb" --listen-addr="127.0.0.1:$MONGO_PORT" \
       --debug-addr=127.0.0.1:8089 --telemetry=disable --log-level=WARN \
       >>"$STATE/ferretdb.log" 2>&1 </dev/null &

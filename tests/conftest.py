@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient
 
 from conveyor_kernel.store import Document, JobStore, make_client
 from conveyor_kernel.topology import build_topology
+from conveyor_kernel.topology import delete as delete_topology
 from tests.infra import Infra, provide
 from tests.stack import Stack
 
@@ -54,11 +55,7 @@ async def amqp(infra: Infra, namespace: str) -> AsyncIterator[aio_pika.abc.Abstr
         await connection.close()
     async with await aio_pika.connect(infra.amqp_url) as cleanup:
         channel = await cleanup.channel()
-        topo = build_topology(namespace)
-        for q in topo.queues:
-            await channel.queue_delete(q.name)
-        for ex in topo.exchanges:
-            await channel.exchange_delete(ex.name)
+        await delete_topology(channel, build_topology(namespace))
 
 
 @pytest.fixture

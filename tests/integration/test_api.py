@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from conveyor_kernel.outbox import Outbox
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -29,13 +30,17 @@ async def test_echo_job_runs_to_completion(stack: Stack) -> None:
     assert done["finished_at"] is not None
 
 
-async def test_job_document_is_stored_in_mongodb(stack: Stack, store) -> None:
+async def test_job_document_is_stored_in_mongodb(stack: Stack, store, mongo) -> None:
     await stack.start_api()
     job = await stack.submit("echo", payload={"n": 1})
     stored = await store.get(job["id"])
     assert stored is not None
     assert stored.status.value == "queued"
-    assert stored.published_at is not None, "202 must mean the broker confirmed the message"
+    assert stored.payload == {"n": 1}
+    # 202 means the broker confirmed the message: its outbox entry is gone
+    assert await Outbox(mongo, stack.db_name).count() == 0
+    stats = (await stack.client.get("/v1/stats")).json()
+    assert stats["queues"]["work"]["messages"] == 1
 
 
 async def test_unknown_type_is_422_naming_known_types(stack: Stack) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from datetime import timedelta
 
 import pytest
 
-from conveyor_kernel.model import Job, JobSubmission, utcnow
+from conveyor_kernel.model import Job, JobSubmission
+from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.store import JobStore
 from tests.infra import Infra
 from tests.stack import Stack
@@ -87,18 +87,25 @@ async def test_broker_restart_flips_readiness_and_recovers(stack: Stack, infra: 
     assert done["status"] == "completed"
 
 
-async def test_outbox_relay_publishes_stranded_jobs(stack: Stack, store: JobStore) -> None:
-    """A job stored but never confirmed (the API died in between) still runs."""
+async def test_outbox_relay_publishes_stranded_jobs(stack: Stack, store: JobStore, mongo) -> None:
+    """A job stored but never published (the API died in between) still runs."""
     await stack.start_api()
     job = Job.from_submission(
         JobSubmission(type="echo", payload={"stranded": True}), default_timeout_s=30
     )
-    old = utcnow() - timedelta(minutes=5)
-    await store.insert(job.model_copy(update={"created_at": old, "updated_at": old}))
+    outbox = Outbox(mongo, stack.db_name)
+    await outbox.add(job.id, 1)
+    await outbox.add("no-such-job", 1)  # an entry whose job insert never happened
+    await store.insert(job)
     await stack.start_worker()
     done = await stack.wait_job(job.id, timeout=30)
     assert done["status"] == "completed"
     assert done["result"] == {"stranded": True}
+    for _ in range(100):
+        if await outbox.count() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await outbox.count() == 0
 
 
 async def test_higher_priority_runs_first_in_a_backlog(stack: Stack) -> None:

@@ -71,12 +71,6 @@ def test_invalid_cursor_is_a_value_error() -> None:
     assert issubclass(InvalidCursorError, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(OSError, OverflowError),
-    reason="BUG: decode_cursor lets OSError out of datetime.fromtimestamp for huge millis "
-    "(the API answers 500, not 400 invalid_cursor)",
-)
 def test_decode_huge_timestamp_raises_invalid_cursor() -> None:
     with pytest.raises(InvalidCursorError):
         decode_cursor(b64(b"99999999999999999999:abc"))

@@ -138,7 +138,7 @@ async def test_non_json_result_is_permanent_failure(result: object) -> None:
     assert out.outcome is AttemptOutcome.FAILED
     assert out.permanent is True
     assert out.error is not None
-    assert out.error.startswith("result is not JSON: ")
+    assert out.error.startswith("result is not storable as JSON/BSON: ")
     assert out.result is None
 
 
@@ -165,12 +165,6 @@ async def test_outside_cancellation_propagates() -> None:
         await task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a TimeoutError raised by the handler itself (not the attempt deadline) "
-    "is reported as an attempt TIMEOUT 'attempt exceeded 5 s'",
-)
 async def test_handler_raised_timeout_error_is_a_failure_not_a_timeout() -> None:
     async def handler(ctx: JobContext) -> None:
         raise TimeoutError("upstream API timed out")
@@ -179,3 +173,18 @@ async def test_handler_raised_timeout_error_is_a_failure_not_a_timeout() -> None
     out = await execute(spec_for(handler), ctx, timeout_s=5)
     assert out.outcome is AttemptOutcome.FAILED
     assert out.error == "TimeoutError: upstream API timed out"
+
+
+async def test_result_mongodb_cannot_store_is_a_permanent_failure() -> None:
+    async def handler(ctx: JobContext) -> dict[int, int]:
+        return {1: 2}  # json.dumps accepts int keys; BSON does not
+
+    registry = HandlerRegistry()
+    registry.register("intkeys", handler)
+    ctx = JobContext(
+        job_id="j", type="intkeys", payload={}, attempt=1, max_retries=0, is_last_attempt=True
+    )
+    outcome = await execute(registry.get("intkeys"), ctx, 5)
+    assert outcome.outcome is AttemptOutcome.FAILED
+    assert outcome.permanent
+    assert (outcome.error or "").startswith("result is not storable")

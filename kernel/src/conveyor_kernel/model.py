@@ -101,9 +101,6 @@ class Job(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     retry_of: str | None = None
-    published_at: datetime | None = Field(
-        default=None, description="When the broker confirmed the current attempt's message"
-    )
     next_attempt: int = Field(default=1, description="Attempt number the next message carries")
     rev: int = Field(default=0, description="Optimistic-concurrency revision")
 

@@ -1,52 +1,127 @@
-"""The outbox relay: publishes queued jobs whose broker confirm was never recorded.
+"""The transactional outbox: no accepted job is left without a message.
 
-A job document is written before its message is published; the confirm is
-recorded as ``published_at``. If a process dies in between (or the broker
-refused a retry's message), the document sits ``queued`` with no
-``published_at``. This relay, run by the API and by every worker, publishes
-those jobs again after ``grace_s``. Duplicates are harmless: the worker skips a
-message whose attempt already started or finished.
+Before a job's message is published, an entry ``{job_id, attempt}`` goes into
+the ``outbox`` collection; after the broker confirms, the entry is deleted. If
+the publisher dies in between, or the broker refuses a retry's message, the
+entry stays. The relay (run by the API and by every worker) publishes entries
+older than ``grace_s`` again, after checking the job still waits for that
+attempt. A duplicate message is harmless: the worker skips a message whose
+attempt already started or finished.
+
+The entry lives in its own collection rather than as a flag on the job so that
+the job document keeps a single writer (see :mod:`conveyor_kernel.store`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
+from typing import Any
+
+from pymongo import AsyncMongoClient
 
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import utcnow
-from conveyor_kernel.store import JobStore
+from conveyor_kernel.model import Job, utcnow
+from conveyor_kernel.store import Document, JobStore, store_errors
+
+OUTBOX_COLLECTION = "outbox"
 
 log = get_logger(__name__)
 
 
+def _key(job_id: str, attempt: int) -> str:
+    return f"{job_id}:{attempt}"
+
+
+class Outbox:
+    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+        self._col = client[db_name][OUTBOX_COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        async with store_errors():
+            if "created_at_1" not in await self._col.index_information():
+                await self._col.create_index("created_at")
+
+    async def add(self, job_id: str, attempt: int) -> None:
+        """Record intent to publish ``attempt`` of ``job_id`` (idempotent upsert)."""
+        async with store_errors():
+            await self._col.update_one(
+                {"_id": _key(job_id, attempt)},
+                {"$setOnInsert": {"job_id": job_id, "attempt": attempt, "created_at": utcnow()}},
+                upsert=True,
+            )
+
+    async def remove(self, job_id: str, attempt: int) -> None:
+        async with store_errors():
+            await self._col.delete_one({"_id": _key(job_id, attempt)})
+
+    async def due(self, grace_s: float, limit: int) -> list[dict[str, Any]]:
+        older_than = utcnow() - timedelta(seconds=grace_s)
+        async with store_errors():
+            return (
+                await self._col.find({"created_at": {"$lt": older_than}})
+                .sort("created_at", 1)
+                .limit(limit)
+                .to_list()
+            )
+
+    async def count(self) -> int:
+        async with store_errors():
+            return await self._col.count_documents({})
+
+
+async def dispatch(outbox: Outbox, publisher: Publisher, job: Job) -> None:
+    """Publish ``job``'s current attempt, confirmed. Call after ``outbox.add``.
+
+    Raises :class:`BrokerUnavailableError` when the broker did not take it; the
+    outbox entry then stays for the relay (or for the caller to compensate).
+    """
+    await publisher.publish_job(job.envelope())
+    try:
+        await outbox.remove(job.id, job.next_attempt)
+    except StoreUnavailableError:
+        log.warning(
+            "outbox entry not removed; the relay will re-send (harmless)",
+            job_id=job.id,
+            attempt=job.next_attempt,
+        )
+
+
 async def relay_once(
-    store: JobStore, publisher: Publisher, grace_s: float, batch: int = 500
+    store: JobStore, outbox: Outbox, publisher: Publisher, grace_s: float, batch: int = 500
 ) -> int:
-    """Publish one batch of stranded jobs; returns how many were published."""
-    stranded = await store.unpublished(utcnow() - timedelta(seconds=grace_s), batch)
+    """Publish one batch of stranded entries; returns how many were published."""
     published = 0
-    for job in stranded:
-        await publisher.publish_job(job.envelope())
-        await store.mark_published(job.id, job.next_attempt, utcnow())
+    for entry in await outbox.due(grace_s, batch):
+        job = await store.get(entry["job_id"])
+        if job is None or job.status.finished or job.next_attempt != entry["attempt"]:
+            await outbox.remove(entry["job_id"], entry["attempt"])  # nothing left to send
+            continue
+        await dispatch(outbox, publisher, job)
         published += 1
-        log.info("outbox: republished", job_id=job.id, type=job.type, attempt=job.next_attempt)
+        log.info(
+            "outbox: re-sent a stranded message",
+            job_id=job.id,
+            type=job.type,
+            attempt=job.next_attempt,
+        )
     return published
 
 
 async def run_relay(
-    store: JobStore, publisher: Publisher, grace_s: float, interval_s: float | None = None
+    store: JobStore,
+    outbox: Outbox,
+    publisher: Publisher,
+    grace_s: float,
+    interval_s: float | None = None,
 ) -> None:
-    """Loop forever (cancel to stop); outages are logged and retried next round."""
+    """Loop until cancelled; an outage is logged and retried next round."""
     interval = interval_s if interval_s is not None else max(1.0, grace_s / 3)
     while True:
-        with contextlib.suppress(BrokerUnavailableError, StoreUnavailableError):
-            try:
-                await relay_once(store, publisher, grace_s)
-            except (BrokerUnavailableError, StoreUnavailableError) as exc:
-                log.warning("outbox: relay round failed, will retry", error=str(exc))
-                raise
+        try:
+            await relay_once(store, outbox, publisher, grace_s)
+        except (BrokerUnavailableError, StoreUnavailableError) as exc:
+            log.warning("outbox: relay round failed, will retry", error=str(exc))
         await asyncio.sleep(interval)

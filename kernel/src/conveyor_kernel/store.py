@@ -1,9 +1,11 @@
 """The MongoDB job store (PyMongo's async API).
 
 Jobs live in ``<db>.jobs`` keyed by ``_id``. Every state change is a
-compare-and-set on ``rev`` (``replace_one({_id, rev})``), so a redelivered or
-duplicated message can never overwrite a newer state: the loser re-reads and
-decides again.
+compare-and-set on ``rev`` (``replace_one({_id, rev})``), so on MongoDB a
+redelivered or duplicated message can never overwrite a newer state: the loser
+re-reads and decides again. After its insert, a job document has one writer at
+a time (the worker holding its message): FerretDB v1 does not apply updates
+atomically, so the design must not rely on concurrent writers being serialised.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import binascii
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -26,6 +28,7 @@ from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus
 
 JOBS_COLLECTION = "jobs"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Document = dict[str, Any]
 
@@ -68,7 +71,7 @@ def make_client(url: str, timeout_ms: int, app_name: str) -> AsyncMongoClient[Do
 
 
 def encode_cursor(job: Job) -> str:
-    millis = int(job.created_at.timestamp() * 1000)
+    millis = (job.created_at - EPOCH) // timedelta(milliseconds=1)
     return base64.urlsafe_b64encode(f"{millis}:{job.id}".encode()).decode().rstrip("=")
 
 
@@ -77,7 +80,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         millis, job_id = raw.split(":", 1)
         return datetime.fromtimestamp(int(millis) / 1000, UTC), job_id
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+    except (ValueError, OverflowError, OSError, binascii.Error) as exc:
         raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
 
 
@@ -100,7 +103,7 @@ class JobStore:
             await self._client.admin.command("ping")
 
     async def ensure_indexes(self) -> None:
-        """Indexes for list (newest first, filtered by status/type), stats and the outbox.
+        """Indexes for list (newest first, filtered by status/type) and stats.
 
         Only missing indexes are created: re-issuing ``createIndexes`` for existing
         compound descending indexes crashes FerretDB v1's connection handler.
@@ -151,38 +154,13 @@ class JobStore:
             )
         return new if result.matched_count == 1 else None
 
-    async def mark_published(self, job_id: str, attempt: int, when: datetime) -> None:
-        """Record the broker's confirm for ``attempt`` (a no-op if the job moved on)."""
-        async with store_errors():
-            await self._jobs.update_one(
-                {"_id": job_id, "next_attempt": attempt, "published_at": None},
-                {"$set": {"published_at": when}, "$inc": {"rev": 1}},
-            )
-
-    async def delete_unpublished(self, job_id: str) -> bool:
+    async def delete_queued(self, job_id: str) -> bool:
         """Compensation for a publish the broker did not accept."""
         async with store_errors():
             result = await self._jobs.delete_one(
-                {"_id": job_id, "status": JobStatus.QUEUED.value, "published_at": None}
+                {"_id": job_id, "status": JobStatus.QUEUED.value, "attempts": []}
             )
         return result.deleted_count == 1
-
-    async def unpublished(self, older_than: datetime, limit: int) -> list[Job]:
-        """Queued jobs whose message was never confirmed (the outbox the sweeper relays)."""
-        async with store_errors():
-            docs = (
-                await self._jobs.find(
-                    {
-                        "status": JobStatus.QUEUED.value,
-                        "published_at": None,
-                        "updated_at": {"$lt": older_than},
-                    }
-                )
-                .sort("updated_at", 1)
-                .limit(limit)
-                .to_list()
-            )
-        return [Job.model_validate(d) for d in docs]
 
     async def delete_finished(self, job_id: str) -> DeleteResult:
         async with store_errors():

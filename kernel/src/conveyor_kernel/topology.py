@@ -132,3 +132,11 @@ async def declare(channel: AbstractChannel, topology: Topology) -> Declared:
             await queue.bind(exchanges[b.exchange], routing_key=b.routing_key)
         queues[q.name] = queue
     return Declared(exchanges=exchanges, queues=queues)
+
+
+async def delete(channel: AbstractChannel, topology: Topology) -> None:
+    """Delete every queue and exchange of ``topology`` (tests, benchmarks, teardown)."""
+    for q in topology.queues:
+        await channel.queue_delete(q.name)
+    for ex in topology.exchanges:
+        await channel.exchange_delete(ex.name)

@@ -18,7 +18,7 @@ from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.outbox import run_relay
+from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready
 from conveyor_kernel.store import JobStore, make_client
@@ -36,7 +36,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         topology = build_topology(settings.namespace)
         mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-api")
         store = JobStore(mongo, settings.mongodb_db)
+        outbox = Outbox(mongo, settings.mongodb_db)
         await retry_until_ready("mongodb", store.ensure_indexes, (StoreUnavailableError,))
+        await retry_until_ready("mongodb", outbox.ensure_indexes, (StoreUnavailableError,))
         connection = await retry_until_ready(
             "rabbitmq", lambda: connect(settings.amqp_url, "conveyor-api publish"), BROKER_ERRORS
         )
@@ -47,11 +49,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
             registry=registry,
             topology=topology,
             store=store,
+            outbox=outbox,
             publisher=publisher,
             connection=connection,
             metrics=metrics,
         )
-        relay = asyncio.create_task(run_relay(store, publisher, settings.outbox_grace_s))
+        relay = asyncio.create_task(run_relay(store, outbox, publisher, settings.outbox_grace_s))
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
             yield

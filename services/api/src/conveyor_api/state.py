@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_kernel.broker import Publisher
+from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.registry import HandlerRegistry
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import Topology
@@ -22,6 +23,7 @@ class AppState:
     registry: HandlerRegistry
     topology: Topology
     store: JobStore
+    outbox: Outbox
     publisher: Publisher
     connection: AbstractRobustConnection
     metrics: ApiMetrics

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, utcnow
+from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope
+from conveyor_kernel.outbox import Outbox, dispatch
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_worker.executor import execute
@@ -31,9 +32,15 @@ STORE_BACKOFF_S = 1.0
 
 class JobConsumer:
     def __init__(
-        self, store: JobStore, publisher: Publisher, registry: HandlerRegistry, worker_id: str
+        self,
+        store: JobStore,
+        outbox: Outbox,
+        publisher: Publisher,
+        registry: HandlerRegistry,
+        worker_id: str,
     ) -> None:
         self._store = store
+        self._outbox = outbox
         self._publisher = publisher
         self._registry = registry
         self._worker_id = worker_id
@@ -108,14 +115,13 @@ class JobConsumer:
         retry_job = await self._record(decision, outcome)
         if retry_job is not None:
             try:
-                await self._publisher.publish_job(retry_job.envelope())
-                await self._store.mark_published(retry_job.id, retry_job.next_attempt, utcnow())
+                await dispatch(self._outbox, self._publisher, retry_job)
             except BrokerUnavailableError as exc:
                 log.warning("retry not published now; the outbox relay will", error=str(exc))
         await self._settle(message.ack())
 
     async def _record(self, run: Run, outcome: Outcome) -> Job | None:
-        retry_job = await finish(self._store, run, outcome)
+        retry_job = await finish(self._store, self._outbox, run, outcome)
         log.info(
             "attempt finished",
             outcome=outcome.outcome.value,

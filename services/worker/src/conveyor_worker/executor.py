@@ -12,6 +12,9 @@ import json
 import traceback
 from typing import Any
 
+import bson
+import bson.errors
+
 from conveyor_kernel.errors import PermanentError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import AttemptOutcome
@@ -35,10 +38,13 @@ async def _call(spec: HandlerSpec, ctx: JobContext) -> Any:
 
 async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outcome:
     """Run the handler; never raises except ``CancelledError`` from outside."""
+    deadline = asyncio.timeout(timeout_s)
     try:
-        async with asyncio.timeout(timeout_s):
+        async with deadline:
             result = await _call(spec, ctx)
-    except TimeoutError:
+    except TimeoutError as exc:
+        if not deadline.expired():  # the handler's own TimeoutError: an ordinary failure
+            return _retryable(exc)
         ctx.stop_requested.set()
         return Outcome(AttemptOutcome.TIMEOUT, error=f"timeout: attempt exceeded {timeout_s:g} s")
     except PermanentError as exc:
@@ -46,9 +52,14 @@ async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outco
     except Exception as exc:  # noqa: BLE001 - handlers may raise anything; classify it here
         return _retryable(exc)
     try:
-        json.dumps(result)
-    except (TypeError, ValueError) as exc:
-        return Outcome(AttemptOutcome.FAILED, error=f"result is not JSON: {exc}", permanent=True)
+        json.dumps(result)  # the API returns it as JSON
+        bson.encode({"result": result})  # and MongoDB must store it
+    except (TypeError, ValueError, bson.errors.InvalidDocument) as exc:
+        return Outcome(
+            AttemptOutcome.FAILED,
+            error=f"result is not storable as JSON/BSON: {exc}",
+            permanent=True,
+        )
     return Outcome(AttemptOutcome.COMPLETED, result=result)
 
 

@@ -11,7 +11,7 @@ import contextlib
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import configure_logging, get_logger
-from conveyor_kernel.outbox import run_relay
+from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready, stop_event
 from conveyor_kernel.store import JobStore, make_client
@@ -28,7 +28,9 @@ async def run(settings: WorkerSettings) -> None:
     topology = build_topology(settings.namespace)
     mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-worker")
     store = JobStore(mongo, settings.mongodb_db)
+    outbox = Outbox(mongo, settings.mongodb_db)
     await retry_until_ready("mongodb", store.ensure_indexes, (StoreUnavailableError,))
+    await retry_until_ready("mongodb", outbox.ensure_indexes, (StoreUnavailableError,))
     name = f"conveyor-worker {settings.worker_id}"
     publish_conn = await retry_until_ready(
         "rabbitmq", lambda: connect(settings.amqp_url, f"{name} publish"), BROKER_ERRORS
@@ -40,9 +42,9 @@ async def run(settings: WorkerSettings) -> None:
     await channel.set_qos(prefetch_count=settings.prefetch)
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
-    consumer = JobConsumer(store, publisher, registry, settings.worker_id)
+    consumer = JobConsumer(store, outbox, publisher, registry, settings.worker_id)
     tag = await queue.consume(consumer.on_message)
-    relay = asyncio.create_task(run_relay(store, publisher, settings.outbox_grace_s))
+    relay = asyncio.create_task(run_relay(store, outbox, publisher, settings.outbox_grace_s))
     log.info(
         "worker ready",
         worker=settings.worker_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conveyor_kernel.model import Attempt, AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
+from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.store import JobStore
 
 MAX_CAS_ROUNDS = 20
@@ -103,8 +104,12 @@ async def begin(
     raise ContentionError(f"job {env.job_id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
 
 
-async def finish(store: JobStore, run: Run, outcome: Outcome) -> Job | None:
-    """Record ``outcome``; returns the job if a retry message must now be published."""
+async def finish(store: JobStore, outbox: Outbox, run: Run, outcome: Outcome) -> Job | None:
+    """Record ``outcome``; returns the job if a retry message must now be published.
+
+    For a retry, the outbox entry of the next attempt is written before the job
+    moves on, so a crash right after the write still gets the retry published.
+    """
     job: Job | None = run.job
     for _ in range(MAX_CAS_ROUNDS):
         if job is None:
@@ -137,11 +142,11 @@ async def finish(store: JobStore, run: Run, outcome: Outcome) -> Job | None:
                 update |= {"status": JobStatus.FAILED, "error": outcome.error, "finished_at": now}
             else:
                 retry = True
+                await outbox.add(job.id, job.next_attempt + 1)
                 update |= {
                     "status": JobStatus.QUEUED,
                     "error": outcome.error,
                     "next_attempt": job.next_attempt + 1,
-                    "published_at": None,
                 }
         stored = await store.compare_and_set(job.model_copy(update=update))
         if stored is not None:

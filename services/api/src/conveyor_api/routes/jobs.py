@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -12,7 +11,8 @@ from conveyor_api.schemas import JobOut, JobPage, JobTypeOut
 from conveyor_api.state import AppState, State
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
+from conveyor_kernel.model import Job, JobStatus, JobSubmission
+from conveyor_kernel.outbox import dispatch
 from conveyor_kernel.store import DeleteResult
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -27,7 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def _enqueue(state: AppState, sub: JobSubmission, retry_of: str | None = None) -> Job:
-    """Store the job, publish it confirmed, record the confirm. 503 leaves nothing behind."""
+    """Store the job and publish it, confirmed. A 503 leaves nothing behind."""
     if sub.type not in state.registry:
         raise ApiError(
             422,
@@ -40,19 +40,21 @@ async def _enqueue(state: AppState, sub: JobSubmission, retry_of: str | None = N
     job = Job.from_submission(
         sub, default_timeout_s=state.settings.default_job_timeout_s, retry_of=retry_of
     )
+    # Outbox entry first: if this process dies after the insert, the relay still
+    # publishes the job; an entry without a job is dropped by the relay.
+    await state.outbox.add(job.id, job.next_attempt)
     await state.store.insert(job)
     try:
-        await state.publisher.publish_job(job.envelope())
+        await dispatch(state.outbox, state.publisher, job)
     except BrokerUnavailableError:
         # Compensation: the client gets 503, so no queued orphan may stay. If even
-        # this delete fails, the outbox relay publishes the job later (logged).
+        # this fails, the outbox relay publishes the job later (logged).
         try:
-            await state.store.delete_unpublished(job.id)
+            await state.store.delete_queued(job.id)
+            await state.outbox.remove(job.id, job.next_attempt)
         except StoreUnavailableError:
-            log.exception("compensation failed; outbox will publish the job", job_id=job.id)
+            log.exception("compensation failed; the outbox will publish the job", job_id=job.id)
         raise
-    with contextlib.suppress(StoreUnavailableError):  # the relay would re-send: harmless
-        await state.store.mark_published(job.id, job.next_attempt, utcnow())
     state.metrics.submitted.labels(job.type, str(job.priority)).inc()
     log.info("job accepted", job_id=job.id, type=job.type, priority=job.priority)
     return job

@@ -1,0 +1,168 @@
+"""End-to-end throughput benchmark (not a test).
+
+Starts one API and M worker processes against the local RabbitMQ/MongoDB (run
+``scripts/infra.sh up`` first; ``make bench`` does), submits N no-op ``echo``
+jobs over HTTP from a concurrent client, and reports:
+
+* jobs/s from the first submit to the last job recorded ``completed`` in MongoDB,
+* submit rate, and enqueue latency (POST round trip) p50/p99.
+
+    uv run python bench/throughput.py --jobs 20000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+import httpx
+
+from conveyor_kernel.store import make_client
+from conveyor_kernel.topology import build_topology
+from conveyor_kernel.topology import delete as delete_topology
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--worker-concurrency", type=int, default=16)
+    ap.add_argument("--client-concurrency", type=int, default=64)
+    ap.add_argument(
+        "--amqp-url",
+        default=os.environ.get("CONVEYOR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    ap.add_argument(
+        "--mongodb-url",
+        default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
+    )
+    args = ap.parse_args()
+
+    ns = f"bench{uuid.uuid4().hex[:8]}"
+    db = f"conveyor_{ns}"
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")} | {
+        "CONVEYOR_AMQP_URL": args.amqp_url,
+        "CONVEYOR_MONGODB_URL": args.mongodb_url,
+        "CONVEYOR_MONGODB_DB": db,
+        "CONVEYOR_NAMESPACE": ns,
+        "CONVEYOR_API_PORT": str(port),
+        "CONVEYOR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        "CONVEYOR_LOG_JSON": "true",
+        "CONVEYOR_WORKER_CONCURRENCY": str(args.worker_concurrency),
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = (out_dir / f"{ns}.log").open("wb")
+
+    def spawn(module: str, **extra: str) -> None:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", module],
+                env=env | extra,
+                stdout=logs,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+    spawn("conveyor_api.main")
+    for i in range(args.workers):
+        spawn("conveyor_worker.main", CONVEYOR_WORKER_ID=f"bench-w{i}")
+    mongo = make_client(args.mongodb_url, 10_000, "conveyor-bench")
+    jobs = mongo[db]["jobs"]
+    limits = httpx.Limits(max_connections=args.client_concurrency)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
+        ) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)  # let the workers attach to the queue
+            latencies: list[float] = []
+            errors = 0
+            statuses: dict[int, int] = {}
+            counter = iter(range(args.jobs))
+
+            async def submitter() -> None:
+                nonlocal errors
+                for i in counter:
+                    t0 = time.perf_counter()
+                    resp = await client.post("/v1/jobs", json={"type": "echo", "payload": {"i": i}})
+                    latencies.append(time.perf_counter() - t0)
+                    errors += resp.status_code != 202
+                    statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+
+            start = time.perf_counter()
+            start_wall = time.time()
+            await asyncio.gather(*(submitter() for _ in range(args.client_concurrency)))
+            submitted_s = time.perf_counter() - start
+            accepted = statuses.get(202, 0)
+            print(f"submitted in {submitted_s:.1f} s, responses {statuses}", file=sys.stderr)
+            while (done := await jobs.count_documents({"status": "completed"})) < accepted:
+                if time.perf_counter() - start > 3600:
+                    raise SystemExit(f"timed out with {done}/{accepted} completed")
+                print(f"  {done}/{accepted} completed", file=sys.stderr)
+                await asyncio.sleep(2)
+            last = await jobs.find_one({"status": "completed"}, sort=[("finished_at", -1)])
+            assert last is not None
+            total_s = last["finished_at"].timestamp() - start_wall
+        result = {
+            "jobs": args.jobs,
+            "accepted": accepted,
+            "workers": args.workers,
+            "worker_concurrency": args.worker_concurrency,
+            "client_concurrency": args.client_concurrency,
+            "errors": errors,
+            "submit_rate_per_s": round(args.jobs / submitted_s, 1),
+            "end_to_end_jobs_per_s": round(accepted / total_s, 1),
+            "end_to_end_s": round(total_s, 2),
+            "enqueue_p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "enqueue_p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            "enqueue_mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+        }
+        print(json.dumps(result, indent=2))
+        (out_dir / f"{ns}.json").write_text(json.dumps(result, indent=2))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=60)
+        await mongo.drop_database(db)
+        await mongo.close()
+        async with await aio_pika.connect(args.amqp_url) as conn:
+            channel = await conn.channel()
+            await delete_topology(channel, build_topology(ns))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
