@@ -117,7 +117,15 @@ async def main() -> None:
                 nonlocal errors
                 for i in counter:
                     t0 = time.perf_counter()
-                    resp = await client.post("/v1/jobs", json={"type": "echo", "payload": {"i": i}})
+                    try:
+                        resp = await client.post(
+                            "/v1/jobs", json={"type": "echo", "payload": {"i": i}}
+                        )
+                    except httpx.TransportError as exc:
+                        print(f"request {i}: {exc!r}", file=sys.stderr)
+                        statuses[0] = statuses.get(0, 0) + 1
+                        errors += 1
+                        continue
                     latencies.append(time.perf_counter() - t0)
                     errors += resp.status_code != 202
                     statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1

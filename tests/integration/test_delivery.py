@@ -126,7 +126,7 @@ async def test_higher_priority_runs_first_in_a_backlog(stack: Stack) -> None:
 
 async def test_mongodb_outage_mid_job_loses_nothing(stack: Stack, infra: Infra) -> None:
     if infra.database is None:
-        pytest.skip("the database is external (CONVEYOR_MONGODB_URL); the test cannot restart it")
+        pytest.skip("this run's database was not started by scripts/infra.sh; cannot restart it")
     client = await stack.start_api()
     await stack.start_worker()
     job = await stack.submit("sleep", payload={"seconds": 1.5})

@@ -92,6 +92,7 @@ async def test_poison_message_goes_to_the_parking_lot(
     message = await (await channel.get_queue(topo.parking_lot_queue)).get(no_ack=True)
     assert message is not None
     assert message.body == body
+    assert str(message.headers["x-conveyor-reason"]).startswith("poison: ")
     # the worker still processes good jobs afterwards
     job = await stack.submit("echo")
     assert (await stack.wait_job(job["id"]))["status"] == "completed"

@@ -173,3 +173,22 @@ def test_finished_statuses() -> None:
     assert JobStatus.FAILED.finished
     assert not JobStatus.QUEUED.finished
     assert not JobStatus.RUNNING.finished
+
+
+def test_delay_s_makes_a_scheduled_job() -> None:
+    from conveyor_kernel.model import JobStatus
+
+    job = Job.from_submission(JobSubmission(type="echo", delay_s=10), default_timeout_s=5)
+    assert job.status is JobStatus.SCHEDULED
+    assert job.next_attempt_at is not None
+    assert 9.9 <= (job.next_attempt_at - job.created_at).total_seconds() <= 10.1
+    assert job.envelope().not_before == job.next_attempt_at
+
+
+def test_past_run_at_is_queued_now() -> None:
+    from conveyor_kernel.model import JobStatus
+
+    sub = JobSubmission.model_validate({"type": "echo", "run_at": "2000-01-01T00:00:00Z"})
+    job = Job.from_submission(sub, default_timeout_s=5)
+    assert job.status is JobStatus.QUEUED
+    assert job.next_attempt_at is None

@@ -9,6 +9,7 @@ import pytest
 
 from conveyor_kernel.model import MAX_PRIORITY
 from conveyor_kernel.topology import (
+    DELAY_TIERS_S,
     PARKING_ROUTING_KEY,
     WORK_ROUTING_KEY,
     Binding,
@@ -16,6 +17,8 @@ from conveyor_kernel.topology import (
     Topology,
     build_topology,
     dead_letter_exchange_name,
+    delay_exchange_name,
+    delay_queue_name,
     jobs_exchange_name,
     parking_lot_queue_name,
     work_queue_name,
@@ -39,8 +42,13 @@ def test_names_come_from_helpers(topo: Topology) -> None:
     assert [e.name for e in topo.exchanges] == [
         jobs_exchange_name(NS),
         dead_letter_exchange_name(NS),
+        delay_exchange_name(NS),
     ]
-    assert [q.name for q in topo.queues] == [work_queue_name(NS), parking_lot_queue_name(NS)]
+    assert [q.name for q in topo.queues] == [
+        work_queue_name(NS),
+        parking_lot_queue_name(NS),
+        *(delay_queue_name(NS, t) for t in DELAY_TIERS_S),
+    ]
     assert topo.jobs_exchange == jobs_exchange_name(NS)
     assert topo.work_queue == work_queue_name(NS)
     assert topo.parking_lot_queue == parking_lot_queue_name(NS)
@@ -120,3 +128,14 @@ def test_building_twice_is_equal_and_hashable() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert build_topology("other") != a
+
+
+def test_delay_tiers_expire_back_into_the_work_exchange(topo: Topology) -> None:
+    by_name = {q.name: q for q in topo.queues}
+    for tier in DELAY_TIERS_S:
+        q = by_name[delay_queue_name(NS, tier)]
+        args = q.argument_dict()
+        assert args["x-message-ttl"] == tier * 1000
+        assert args["x-dead-letter-exchange"] == jobs_exchange_name(NS)
+        assert args["x-dead-letter-routing-key"] == WORK_ROUTING_KEY
+        assert q.bindings[0].exchange == delay_exchange_name(NS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -17,8 +18,15 @@ from aio_pika.abc import (
 from pamqp.commands import Basic
 
 from conveyor_kernel.errors import BrokerUnavailableError
-from conveyor_kernel.model import JobEnvelope
-from conveyor_kernel.topology import WORK_ROUTING_KEY, Topology, declare
+from conveyor_kernel.model import JobEnvelope, utcnow
+from conveyor_kernel.topology import (
+    PARKING_ROUTING_KEY,
+    WORK_ROUTING_KEY,
+    Topology,
+    declare,
+    delay_routing_key,
+    delay_tier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +68,14 @@ class Publisher:
         self._timeout = confirm_timeout_s
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def open(self) -> None:
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
         declared = await declare(self._channel, self._topology)
+        self._exchanges = declared.exchanges
         self._exchange = declared.exchanges[self._topology.jobs_exchange]
 
     async def close(self) -> None:
@@ -81,7 +91,32 @@ class Publisher:
         )
 
     async def publish_job(self, envelope: JobEnvelope) -> None:
+        """To the work queue, or through a delay tier if ``not_before`` is a second off."""
+        remaining = (envelope.not_before - utcnow()).total_seconds() if envelope.not_before else 0.0
+        tier = delay_tier(remaining)
+        if tier is None:
+            await self._publish(self._job_message(envelope), WORK_ROUTING_KEY)
+        else:
+            await self._publish(
+                self._job_message(envelope),
+                delay_routing_key(tier),
+                exchange=self._topology.delay_exchange,
+            )
+
+    async def park(self, body: bytes, reason: str, headers: dict[str, Any]) -> None:
+        """Put a message in the parking lot with ``x-conveyor-reason`` (and more) headers."""
         message = aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            headers={"x-conveyor-reason": reason, **headers},
+        )
+        await self._publish(
+            message, PARKING_ROUTING_KEY, exchange=self._topology.dead_letter_exchange
+        )
+
+    def _job_message(self, envelope: JobEnvelope) -> aio_pika.Message:
+        return aio_pika.Message(
             body=envelope.model_dump_json().encode(),
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT,
@@ -90,13 +125,15 @@ class Publisher:
             type=envelope.type,
             headers={"x-conveyor-envelope": envelope.v},
         )
-        await self._publish(message, WORK_ROUTING_KEY)
 
-    async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
-        if self._exchange is None or not self.ready:
+    async def _publish(
+        self, message: aio_pika.Message, routing_key: str, exchange: str | None = None
+    ) -> None:
+        target = self._exchanges.get(exchange) if exchange else self._exchange
+        if target is None or not self.ready:
             raise BrokerUnavailableError("broker connection is not open")
         try:
-            confirmation = await self._exchange.publish(
+            confirmation = await target.publish(
                 message, routing_key=routing_key, mandatory=True, timeout=self._timeout
             )
         except aio_pika.exceptions.DeliveryError as exc:

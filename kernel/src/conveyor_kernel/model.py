@@ -7,16 +7,17 @@ the job and the attempt; the job document in MongoDB is the source of truth.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 JOB_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
 ENVELOPE_VERSION: Literal[1] = 1
+MAX_SCHEDULE_S = 366 * 86400
 
 
 def utcnow() -> datetime:
@@ -30,7 +31,9 @@ def new_job_id() -> str:
 
 
 class JobStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waiting in broker delay tiers until its run_at
     QUEUED = "queued"
+    RETRYING = "retrying"  # waiting in a broker delay queue until next_attempt_at
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -55,6 +58,36 @@ class AttemptOutcome(StrEnum):
         return self in {AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT, AttemptOutcome.LOST}
 
 
+class Backoff(BaseModel):
+    """Delay before retry ``n`` (1-based): ``min(max_s, base_s * factor**(n-1))``.
+
+    With ``jitter`` the delay is drawn uniformly from ``[delay/2, delay]`` (equal
+    jitter: spreads retries of jobs that failed together, never waits less than
+    half the nominal delay).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_s: float = Field(default=1.0, ge=0, le=86400)
+    factor: float = Field(default=2.0, ge=1, le=100)
+    max_s: float = Field(default=3600.0, ge=0, le=30 * 86400)
+    jitter: bool = True
+
+    def nominal_s(self, retry: int) -> float:
+        if self.base_s == 0:
+            return 0.0
+        try:
+            grown = self.base_s * self.factor ** max(retry - 1, 0)
+        except OverflowError:
+            return self.max_s
+        return float(min(self.max_s, grown))
+
+    def delay_s(self, retry: int, rand: float) -> float:
+        """``rand`` is uniform in [0, 1) (injected so the policy stays pure)."""
+        nominal = self.nominal_s(retry)
+        return nominal * (0.5 + rand / 2) if self.jitter else nominal
+
+
 class JobSubmission(BaseModel):
     """Body of ``POST /v1/jobs``."""
 
@@ -69,6 +102,29 @@ class JobSubmission(BaseModel):
     timeout_s: float | None = Field(
         default=None, gt=0, le=7 * 86400, description="Per-attempt time limit (default: setting)"
     )
+    backoff: Backoff = Field(default_factory=Backoff, description="Delay between attempts")
+    run_at: AwareDatetime | None = Field(
+        default=None, description="Run at this time (RFC 3339 with offset); before: scheduled"
+    )
+    delay_s: float | None = Field(
+        default=None, ge=0, le=MAX_SCHEDULE_S, description="Run this many seconds from now"
+    )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobSubmission:
+        if self.run_at is not None and self.delay_s is not None:
+            raise ValueError("give run_at or delay_s, not both")
+        if self.run_at is not None and (self.run_at - utcnow()).total_seconds() > MAX_SCHEDULE_S:
+            raise ValueError(f"run_at is more than {MAX_SCHEDULE_S / 86400:.0f} days ahead")
+        return self
+
+    def due_at(self, now: datetime) -> datetime | None:
+        """When the first attempt may run, if that is in the future."""
+        if self.delay_s is not None and self.delay_s > 0:
+            return now + timedelta(seconds=self.delay_s)
+        if self.run_at is not None and self.run_at > now:
+            return self.run_at.astimezone(UTC)
+        return None
 
 
 class Attempt(BaseModel):
@@ -92,6 +148,7 @@ class Job(BaseModel):
     priority: int = 5
     max_retries: int = 3
     timeout_s: float
+    backoff: Backoff = Field(default_factory=Backoff)
     status: JobStatus = JobStatus.QUEUED
     attempts: list[Attempt] = Field(default_factory=list)
     result: Any = None
@@ -100,6 +157,7 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
     retry_of: str | None = None
     next_attempt: int = Field(default=1, description="Attempt number the next message carries")
     rev: int = Field(default=0, description="Optimistic-concurrency revision")
@@ -109,13 +167,17 @@ class Job(BaseModel):
         cls, sub: JobSubmission, *, default_timeout_s: float, retry_of: str | None = None
     ) -> Job:
         now = utcnow()
+        due = sub.due_at(now)
         return cls(
             id=new_job_id(),
+            status=JobStatus.SCHEDULED if due else JobStatus.QUEUED,
+            next_attempt_at=due,
             type=sub.type,
             payload=sub.payload,
             priority=sub.priority,
             max_retries=sub.max_retries,
             timeout_s=sub.timeout_s if sub.timeout_s is not None else default_timeout_s,
+            backoff=sub.backoff,
             created_at=now,
             updated_at=now,
             retry_of=retry_of,
@@ -131,6 +193,7 @@ class Job(BaseModel):
             priority=self.priority,
             max_retries=self.max_retries,
             timeout_s=self.timeout_s,
+            backoff=self.backoff,
         )
 
     @property
@@ -146,7 +209,11 @@ class Job(BaseModel):
 
     def envelope(self) -> JobEnvelope:
         return JobEnvelope(
-            job_id=self.id, type=self.type, attempt=self.next_attempt, priority=self.priority
+            job_id=self.id,
+            type=self.type,
+            attempt=self.next_attempt,
+            priority=self.priority,
+            not_before=self.next_attempt_at,
         )
 
 
@@ -161,3 +228,6 @@ class JobEnvelope(BaseModel):
     attempt: int = Field(ge=1)
     priority: int = Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)
     enqueued_at: datetime = Field(default_factory=utcnow)
+    not_before: datetime | None = Field(
+        default=None, description="Do not run before this time (retry backoff, schedules)"
+    )

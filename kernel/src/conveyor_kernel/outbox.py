@@ -53,6 +53,29 @@ class Outbox:
                 upsert=True,
             )
 
+    async def add_many(self, jobs: list[Job]) -> None:
+        """Entries for the current attempt of each of ``jobs`` (fresh job ids)."""
+        now = utcnow()
+        async with store_errors():
+            await self._col.insert_many(
+                [
+                    {
+                        "_id": _key(j.id, j.next_attempt),
+                        "job_id": j.id,
+                        "attempt": j.next_attempt,
+                        "created_at": now,
+                    }
+                    for j in jobs
+                ],
+                ordered=True,
+            )
+
+    async def remove_many(self, jobs: list[Job]) -> None:
+        async with store_errors():
+            await self._col.delete_many(
+                {"_id": {"$in": [_key(j.id, j.next_attempt) for j in jobs]}}
+            )
+
     async def remove(self, job_id: str, attempt: int) -> None:
         async with store_errors():
             await self._col.delete_one({"_id": _key(job_id, attempt)})
@@ -86,6 +109,31 @@ async def dispatch(outbox: Outbox, publisher: Publisher, job: Job) -> None:
             "outbox entry not removed; the relay will re-send (harmless)",
             job_id=job.id,
             attempt=job.next_attempt,
+        )
+
+
+async def dispatch_many(outbox: Outbox, publisher: Publisher, jobs: list[Job]) -> None:
+    """Publish every job's current attempt, pipelined: all confirms awaited together.
+
+    Raises :class:`BrokerUnavailableError` if any publish was not confirmed (the
+    others may have been: the caller compensates, the worker skips orphans).
+    """
+    results = await asyncio.gather(
+        *(publisher.publish_job(j.envelope()) for j in jobs), return_exceptions=True
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, BrokerUnavailableError):
+            raise failure
+    if failures:
+        raise BrokerUnavailableError(
+            f"{len(failures)} of {len(jobs)} messages not confirmed: {failures[0]}"
+        )
+    try:
+        await outbox.remove_many(jobs)
+    except StoreUnavailableError:
+        log.warning(
+            "outbox entries not removed; the relay will re-send (harmless)", count=len(jobs)
         )
 
 

@@ -136,6 +136,11 @@ class JobStore:
         async with store_errors():
             await self._jobs.insert_one(job.to_document())
 
+    async def insert_many(self, jobs: list[Job]) -> None:
+        """One bulk write (ordered: a failure stops it; callers compensate)."""
+        async with store_errors():
+            await self._jobs.insert_many([j.to_document() for j in jobs], ordered=True)
+
     async def get(self, job_id: str) -> Job | None:
         async with store_errors():
             doc = await self._jobs.find_one({"_id": job_id})
@@ -154,13 +159,17 @@ class JobStore:
             )
         return new if result.matched_count == 1 else None
 
-    async def delete_queued(self, job_id: str) -> bool:
-        """Compensation for a publish the broker did not accept."""
+    async def delete_queued(self, job_ids: list[str]) -> int:
+        """Compensation for publishes the broker did not accept (never-started jobs only)."""
         async with store_errors():
-            result = await self._jobs.delete_one(
-                {"_id": job_id, "status": JobStatus.QUEUED.value, "attempts": []}
+            result = await self._jobs.delete_many(
+                {
+                    "_id": {"$in": job_ids},
+                    "status": {"$in": [JobStatus.QUEUED.value, JobStatus.SCHEDULED.value]},
+                    "attempts": [],
+                }
             )
-        return result.deleted_count == 1
+        return result.deleted_count
 
     async def delete_finished(self, job_id: str) -> DeleteResult:
         async with store_errors():

@@ -18,6 +18,22 @@ from conveyor_kernel.model import MAX_PRIORITY
 WORK_ROUTING_KEY = "work"
 PARKING_ROUTING_KEY = "parking-lot"
 
+# Delay tiers (seconds). A waiting message sits in the largest tier that does
+# not overshoot its due time; each tier queue has one fixed TTL, so a 1 s wait
+# is never stuck behind a 1 h one (per-message TTLs would block at the head).
+# When it comes back early, the worker sends it round again for the rest.
+DELAY_TIERS_S: tuple[int, ...] = (1, 5, 30, 120, 600, 3600)
+
+
+def delay_tier(remaining_s: float) -> int | None:
+    """The largest tier not longer than ``remaining_s`` (``None``: due now)."""
+    fitting = [t for t in DELAY_TIERS_S if t <= remaining_s]
+    return fitting[-1] if fitting else None
+
+
+def delay_routing_key(tier_s: int) -> str:
+    return f"{tier_s}s"
+
 
 def jobs_exchange_name(namespace: str) -> str:
     return f"{namespace}.jobs"
@@ -25,6 +41,14 @@ def jobs_exchange_name(namespace: str) -> str:
 
 def dead_letter_exchange_name(namespace: str) -> str:
     return f"{namespace}.jobs.dlx"
+
+
+def delay_exchange_name(namespace: str) -> str:
+    return f"{namespace}.jobs.delay"
+
+
+def delay_queue_name(namespace: str, tier_s: int) -> str:
+    return f"{namespace}.jobs.delay.{delay_routing_key(tier_s)}"
 
 
 def work_queue_name(namespace: str) -> str:
@@ -70,6 +94,14 @@ class Topology:
         return jobs_exchange_name(self.namespace)
 
     @property
+    def delay_exchange(self) -> str:
+        return delay_exchange_name(self.namespace)
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return dead_letter_exchange_name(self.namespace)
+
+    @property
     def work_queue(self) -> str:
         return work_queue_name(self.namespace)
 
@@ -83,16 +115,35 @@ def build_topology(namespace: str) -> Topology:
 
     ``<ns>.jobs`` (direct) routes ``work`` to the classic priority queue
     ``<ns>.jobs.work`` (``x-max-priority`` 10). Messages rejected without
-    requeue (poison) dead-letter through ``<ns>.jobs.dlx`` into the parking lot
-    ``<ns>.jobs.parking-lot``.
+    requeue dead-letter through ``<ns>.jobs.dlx`` into the parking lot
+    ``<ns>.jobs.parking-lot``, where workers also park jobs that exhausted their
+    retries and poison messages (with the reason in the headers).
+    ``<ns>.jobs.delay`` (direct) routes ``<tier>s`` to the tier queue
+    ``<ns>.jobs.delay.<tier>s`` (fixed ``x-message-ttl``, no consumers); an
+    expired message dead-letters back to ``<ns>.jobs`` / ``work``.
     """
     jobs_x = jobs_exchange_name(namespace)
     dlx = dead_letter_exchange_name(namespace)
+    delay_x = delay_exchange_name(namespace)
+    delay_queues = tuple(
+        QueueSpec(
+            delay_queue_name(namespace, tier),
+            bindings=(Binding(delay_x, delay_routing_key(tier)),),
+            arguments=(
+                ("x-queue-type", "classic"),
+                ("x-message-ttl", tier * 1000),
+                ("x-dead-letter-exchange", jobs_x),
+                ("x-dead-letter-routing-key", WORK_ROUTING_KEY),
+            ),
+        )
+        for tier in DELAY_TIERS_S
+    )
     return Topology(
         namespace=namespace,
         exchanges=(
             ExchangeSpec(jobs_x, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(dlx, aio_pika.ExchangeType.DIRECT),
+            ExchangeSpec(delay_x, aio_pika.ExchangeType.DIRECT),
         ),
         queues=(
             QueueSpec(
@@ -110,6 +161,7 @@ def build_topology(namespace: str) -> Topology:
                 bindings=(Binding(dlx, PARKING_ROUTING_KEY),),
                 arguments=(("x-queue-type", "classic"),),
             ),
+            *delay_queues,
         ),
     )
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from conveyor_api import problems
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware
-from conveyor_api.routes import health, jobs, stats
+from conveyor_api.routes import batch, health, jobs, stats
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_kernel import __version__
@@ -76,9 +76,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.include_router(batch.router)
     app.include_router(jobs.router)
     app.include_router(stats.router)
     app.include_router(health.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        per_path={"/v1/jobs/batch": settings.max_batch_request_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

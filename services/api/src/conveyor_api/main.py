@@ -19,6 +19,8 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # longer than common load-balancer idle timeouts (60 s), so the proxy closes first
+        timeout_keep_alive=75,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from conveyor_kernel.model import Attempt, Job, JobStatus
+from conveyor_kernel.model import Attempt, Backoff, Job, JobStatus
 
 
 class JobOut(BaseModel):
@@ -18,6 +18,7 @@ class JobOut(BaseModel):
     priority: int
     max_retries: int
     timeout_s: float
+    backoff: Backoff
     attempts: list[Attempt]
     result: Any = None
     error: str | None = None
@@ -25,6 +26,7 @@ class JobOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
     retry_of: str | None = None
 
     @classmethod

@@ -13,4 +13,7 @@ class ApiSettings(ConveyorSettings):
     max_request_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest accepted request body (413 above)"
     )
+    max_batch_request_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest body of POST /v1/jobs/batch"
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")

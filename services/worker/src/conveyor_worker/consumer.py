@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -18,14 +19,16 @@ from pydantic import ValidationError
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope
+from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
 from conveyor_kernel.outbox import Outbox, dispatch
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
+from conveyor_kernel.topology import delay_tier
 from conveyor_worker.executor import execute
 from conveyor_worker.transitions import ContentionError, Outcome, Run, begin, finish
 
 log = get_logger(__name__)
+_jitter = random.SystemRandom()  # backoff jitter, not crypto
 
 STORE_BACKOFF_S = 1.0
 
@@ -62,12 +65,18 @@ class JobConsumer:
         try:
             env = JobEnvelope.model_validate_json(message.body)
         except ValidationError as exc:
-            log.warning(
-                "poison message: not a valid job envelope; parking it",
-                message_id=message.message_id,
-                error=str(exc).replace("\n", "; "),
-            )
-            await self._settle(message.reject(requeue=False))
+            reason = "poison: not a valid job envelope: " + str(exc).replace("\n", "; ")
+            log.warning("poison message; parking it", message_id=message.message_id, error=reason)
+            try:
+                await self._publisher.park(
+                    message.body,
+                    reason[:1000],
+                    {"x-conveyor-original-message-id": message.message_id or ""},
+                )
+            except BrokerUnavailableError:
+                await self._settle(message.reject(requeue=False))  # DLX parks it, sans reason
+            else:
+                await self._settle(message.ack())
             return
         structlog.contextvars.bind_contextvars(
             job_id=env.job_id, type=env.type, attempt=env.attempt
@@ -80,6 +89,15 @@ class JobConsumer:
             await self._settle(message.nack(requeue=True))
 
     async def _process(self, message: AbstractIncomingMessage, env: JobEnvelope) -> None:
+        if env.not_before is not None:
+            wait_s = (env.not_before - utcnow()).total_seconds()
+            if delay_tier(wait_s) is not None:
+                # Back early from a delay tier: go round again for the rest (no DB write).
+                await self._publisher.publish_job(env)
+                await self._settle(message.ack())
+                return
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)  # under the smallest tier (< 1 s)
         decision = await begin(
             self._store, env, self._worker_id, redelivered=bool(message.redelivered)
         )
@@ -112,23 +130,44 @@ class JobConsumer:
                 await asyncio.shield(self._record(decision, outcome))
                 await self._settle(message.nack(requeue=True))
                 raise
-        retry_job = await self._record(decision, outcome)
-        if retry_job is not None:
+        stored = await self._record(decision, outcome)
+        if stored is not None and stored.status is JobStatus.RETRYING:
             try:
-                await dispatch(self._outbox, self._publisher, retry_job)
+                await dispatch(self._outbox, self._publisher, stored)
             except BrokerUnavailableError as exc:
                 log.warning("retry not published now; the outbox relay will", error=str(exc))
+        elif stored is not None and stored.status is JobStatus.FAILED:
+            await self._park(message, stored, outcome)
         await self._settle(message.ack())
 
     async def _record(self, run: Run, outcome: Outcome) -> Job | None:
-        retry_job = await finish(self._store, self._outbox, run, outcome)
+        stored = await finish(self._store, self._outbox, run, outcome, _jitter.random())
         log.info(
             "attempt finished",
             outcome=outcome.outcome.value,
             error=outcome.error,
-            retry=retry_job is not None,
+            status=stored.status.value if stored else None,
+            next_attempt_at=stored.next_attempt_at.isoformat()
+            if stored and stored.next_attempt_at
+            else None,
         )
-        return retry_job
+        return stored
+
+    async def _park(self, message: AbstractIncomingMessage, job: Job, outcome: Outcome) -> None:
+        """The final dead letter: a copy in the parking lot, the reason in its headers."""
+        reason = "permanent error" if outcome.permanent else "retries exhausted"
+        headers = {
+            "x-conveyor-job-id": job.id,
+            "x-conveyor-type": job.type,
+            "x-conveyor-attempts": len(job.attempts),
+            "x-conveyor-error": (job.error or "")[:1000],
+        }
+        try:
+            await self._publisher.park(message.body, reason, headers)
+        except BrokerUnavailableError as exc:
+            log.warning("job failed but its parking-lot copy was not published", error=str(exc))
+        else:
+            log.info("job parked", reason=reason)
 
     async def _settle(self, op: object) -> None:
         """Ack/nack/reject; if the channel died the broker redelivers anyway."""

@@ -9,6 +9,7 @@ redelivered or duplicated message is harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from conveyor_kernel.model import Attempt, AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
 from conveyor_kernel.outbox import Outbox
@@ -95,6 +96,7 @@ async def begin(
                 "status": JobStatus.RUNNING,
                 "attempts": [*job.attempts, attempt],
                 "started_at": job.started_at or now,
+                "next_attempt_at": None,
                 "updated_at": now,
             }
         )
@@ -104,11 +106,15 @@ async def begin(
     raise ContentionError(f"job {env.job_id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
 
 
-async def finish(store: JobStore, outbox: Outbox, run: Run, outcome: Outcome) -> Job | None:
-    """Record ``outcome``; returns the job if a retry message must now be published.
+async def finish(
+    store: JobStore, outbox: Outbox, run: Run, outcome: Outcome, rand: float
+) -> Job | None:
+    """Record ``outcome``; returns the stored job, or ``None`` if nothing was recorded.
 
-    For a retry, the outbox entry of the next attempt is written before the job
-    moves on, so a crash right after the write still gets the retry published.
+    A job that goes ``retrying`` must then have its next attempt published (with
+    ``not_before`` = ``next_attempt_at``); its outbox entry is written before the
+    job moves on, so a crash right after the write still gets it published.
+    ``rand`` (uniform in [0, 1)) drives the backoff jitter.
     """
     job: Job | None = run.job
     for _ in range(MAX_CAS_ROUNDS):
@@ -125,7 +131,6 @@ async def finish(store: JobStore, outbox: Outbox, run: Run, outcome: Outcome) ->
         now = utcnow()
         attempts = _close_attempt(job, outcome.outcome, outcome.error)
         update: dict[str, object] = {"attempts": attempts, "updated_at": now}
-        retry = False
         if outcome.outcome is AttemptOutcome.COMPLETED:
             update |= {
                 "status": JobStatus.COMPLETED,
@@ -141,15 +146,16 @@ async def finish(store: JobStore, outbox: Outbox, run: Run, outcome: Outcome) ->
             if outcome.permanent or used > job.max_retries:
                 update |= {"status": JobStatus.FAILED, "error": outcome.error, "finished_at": now}
             else:
-                retry = True
+                delay = job.backoff.delay_s(used, rand)
                 await outbox.add(job.id, job.next_attempt + 1)
                 update |= {
-                    "status": JobStatus.QUEUED,
+                    "status": JobStatus.RETRYING,
                     "error": outcome.error,
                     "next_attempt": job.next_attempt + 1,
+                    "next_attempt_at": now + timedelta(seconds=delay),
                 }
         stored = await store.compare_and_set(job.model_copy(update=update))
         if stored is not None:
-            return stored if retry else None
+            return stored
         job = await store.get(job.id)
     raise ContentionError(f"job {run.job.id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")

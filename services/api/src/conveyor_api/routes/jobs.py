@@ -6,13 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from conveyor_api.enqueue import enqueue
 from conveyor_api.problems import ApiError
 from conveyor_api.schemas import JobOut, JobPage, JobTypeOut
 from conveyor_api.state import AppState, State
-from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobStatus, JobSubmission
-from conveyor_kernel.outbox import dispatch
 from conveyor_kernel.store import DeleteResult
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -24,40 +23,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid body or unknown job type"},
     503: {"description": "RabbitMQ or MongoDB unavailable; nothing was accepted"},
 }
-
-
-async def _enqueue(state: AppState, sub: JobSubmission, retry_of: str | None = None) -> Job:
-    """Store the job and publish it, confirmed. A 503 leaves nothing behind."""
-    if sub.type not in state.registry:
-        raise ApiError(
-            422,
-            "unknown_job_type",
-            f"unknown job type {sub.type!r}",
-            known_types=state.registry.names(),
-        )
-    if not state.publisher.ready:
-        raise BrokerUnavailableError("broker connection is not open")
-    job = Job.from_submission(
-        sub, default_timeout_s=state.settings.default_job_timeout_s, retry_of=retry_of
-    )
-    # Outbox entry first: if this process dies after the insert, the relay still
-    # publishes the job; an entry without a job is dropped by the relay.
-    await state.outbox.add(job.id, job.next_attempt)
-    await state.store.insert(job)
-    try:
-        await dispatch(state.outbox, state.publisher, job)
-    except BrokerUnavailableError:
-        # Compensation: the client gets 503, so no queued orphan may stay. If even
-        # this fails, the outbox relay publishes the job later (logged).
-        try:
-            await state.store.delete_queued(job.id)
-            await state.outbox.remove(job.id, job.next_attempt)
-        except StoreUnavailableError:
-            log.exception("compensation failed; the outbox will publish the job", job_id=job.id)
-        raise
-    state.metrics.submitted.labels(job.type, str(job.priority)).inc()
-    log.info("job accepted", job_id=job.id, type=job.type, priority=job.priority)
-    return job
 
 
 async def _get(state: AppState, job_id: str) -> Job:
@@ -74,7 +39,7 @@ async def _get(state: AppState, job_id: str) -> Job:
 )
 async def submit_job(body: JobSubmission, state: State) -> JobOut:
     """Accept a job: 202 means it is stored and the broker confirmed its message."""
-    return JobOut.of(await _enqueue(state, body))
+    return JobOut.of((await enqueue(state, [body]))[0])
 
 
 @router.get("/jobs/{job_id}", responses=ERRORS)
@@ -106,7 +71,7 @@ async def retry_job(job_id: str, state: State) -> JobOut:
             f"job {job_id} is {original.status.value}; only finished jobs can be retried",
             job_status=original.status.value,
         )
-    return JobOut.of(await _enqueue(state, original.to_submission(), retry_of=original.id))
+    return JobOut.of((await enqueue(state, [original.to_submission()], retry_of=original.id))[0])
 
 
 @router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)

@@ -1,0 +1,62 @@
+"""Accepting jobs: validate, store, publish confirmed; a 503 leaves nothing behind."""
+
+from __future__ import annotations
+
+from conveyor_api.problems import ApiError
+from conveyor_api.state import AppState
+from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.model import Job, JobSubmission
+from conveyor_kernel.outbox import dispatch_many
+
+log = get_logger(__name__)
+
+
+def check_types(state: AppState, subs: list[JobSubmission]) -> None:
+    unknown = sorted({(i, s.type) for i, s in enumerate(subs) if s.type not in state.registry})
+    if unknown:
+        index, name = unknown[0]
+        extra = {"index": index} if len(subs) > 1 else {}
+        raise ApiError(
+            422,
+            "unknown_job_type",
+            f"unknown job type {name!r}",
+            known_types=state.registry.names(),
+            **extra,
+        )
+
+
+async def enqueue(
+    state: AppState, subs: list[JobSubmission], retry_of: str | None = None
+) -> list[Job]:
+    """All or nothing: every job is stored and confirmed by the broker, or none is kept.
+
+    Order: outbox entries, then the jobs (bulk writes), then the messages
+    (pipelined confirms), then the entries are deleted. If the process dies
+    midway the outbox relay finishes the work; if the broker refuses any message
+    the jobs and entries are deleted and ``BrokerUnavailableError`` (503) is
+    raised - a message that did get through finds no job and is skipped.
+    """
+    check_types(state, subs)
+    if not state.publisher.ready:
+        raise BrokerUnavailableError("broker connection is not open")
+    timeout = state.settings.default_job_timeout_s
+    jobs = [Job.from_submission(s, default_timeout_s=timeout, retry_of=retry_of) for s in subs]
+    await state.outbox.add_many(jobs)
+    await state.store.insert_many(jobs)
+    try:
+        await dispatch_many(state.outbox, state.publisher, jobs)
+    except BrokerUnavailableError:
+        try:
+            await state.store.delete_queued([j.id for j in jobs])
+            await state.outbox.remove_many(jobs)
+        except StoreUnavailableError:
+            log.exception(
+                "compensation failed; the outbox will publish the jobs",
+                job_ids=[j.id for j in jobs][:20],
+            )
+        raise
+    for job in jobs:
+        state.metrics.submitted.labels(job.type, str(job.priority)).inc()
+    log.info("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)
+    return jobs

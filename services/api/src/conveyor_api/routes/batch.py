@@ -1,0 +1,45 @@
+"""``POST /v1/jobs/batch``: up to 1,000 jobs in one all-or-nothing request."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor_api.enqueue import enqueue
+from conveyor_api.state import State
+from conveyor_kernel.model import JobSubmission
+
+MAX_BATCH = 1000
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobSubmission] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchOut(BaseModel):
+    ids: list[str] = Field(description="Job ids, in the order of the request")
+    count: int
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        413: {"description": "Body over the batch size limit"},
+        422: {"description": "Any job invalid or of an unknown type (none accepted)"},
+        503: {"description": "Broker or database unavailable (none accepted)"},
+    },
+)
+async def submit_batch(body: BatchIn, state: State) -> BatchOut:
+    """Accept all the jobs or none: bulk write, pipelined confirmed publishes.
+
+    A ``202`` means every job is stored and every message confirmed. On ``503``
+    none of the jobs exists any more (any message that did reach the broker
+    finds no job and is dropped by the worker), so the client can resubmit the
+    whole batch.
+    """
+    jobs = await enqueue(state, body.jobs)
+    return BatchOut(ids=[j.id for j in jobs], count=len(jobs))
