@@ -28,6 +28,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 
+from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
@@ -136,11 +137,22 @@ async def main() -> None:
             submitted_s = time.perf_counter() - start
             accepted = statuses.get(202, 0)
             print(f"submitted in {submitted_s:.1f} s, responses {statuses}", file=sys.stderr)
-            while (done := await jobs.count_documents({"status": "completed"})) < accepted:
-                if time.perf_counter() - start > 3600:
-                    raise SystemExit(f"timed out with {done}/{accepted} completed")
-                print(f"  {done}/{accepted} completed", file=sys.stderr)
-                await asyncio.sleep(2)
+            # Watch the broker (cheap) rather than counting documents (a collection
+            # scan on FerretDB) until the queue is drained, then count once.
+            async with await aio_pika.connect(args.amqp_url) as conn:
+                channel = await conn.channel()
+                work = build_topology(ns).work_queue
+                while True:
+                    q = await queue_stats(channel, work)
+                    print(f"  {q.messages} messages waiting", file=sys.stderr)
+                    if q.messages == 0:
+                        done = await jobs.count_documents({"status": "completed"})
+                        if done >= accepted:
+                            break
+                        print(f"  {done}/{accepted} completed", file=sys.stderr)
+                    if time.perf_counter() - start > 3600:
+                        raise SystemExit("timed out")
+                    await asyncio.sleep(5)
             last = await jobs.find_one({"status": "completed"}, sort=[("finished_at", -1)])
             assert last is not None
             total_s = last["finished_at"].timestamp() - start_wall

@@ -16,6 +16,7 @@ from conveyor_kernel.topology import (
     QueueSpec,
     Topology,
     build_topology,
+    control_exchange_name,
     dead_letter_exchange_name,
     delay_exchange_name,
     delay_queue_name,
@@ -43,6 +44,7 @@ def test_names_come_from_helpers(topo: Topology) -> None:
         jobs_exchange_name(NS),
         dead_letter_exchange_name(NS),
         delay_exchange_name(NS),
+        control_exchange_name(NS),
     ]
     assert [q.name for q in topo.queues] == [
         work_queue_name(NS),
@@ -70,7 +72,12 @@ def test_namespaces_do_not_collide() -> None:
 
 def test_exchanges_are_durable_direct(topo: Topology) -> None:
     for ex in topo.exchanges:
-        assert ex.type == aio_pika.ExchangeType.DIRECT
+        expected = (
+            aio_pika.ExchangeType.FANOUT
+            if ex.name == control_exchange_name(NS)
+            else aio_pika.ExchangeType.DIRECT
+        )
+        assert ex.type == expected
         assert ex.durable
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,17 @@ class Publisher:
         await self._publish(
             message, PARKING_ROUTING_KEY, exchange=self._topology.dead_letter_exchange
         )
+
+    async def publish_control(self, body: dict[str, Any]) -> None:
+        """Tell every worker something (fanout; fine if no worker listens right now)."""
+        exchange = self._exchanges.get(self._topology.control_exchange)
+        if exchange is None or not self.ready:
+            raise BrokerUnavailableError("broker connection is not open")
+        message = aio_pika.Message(body=json.dumps(body).encode(), content_type="application/json")
+        try:
+            await exchange.publish(message, routing_key="", timeout=self._timeout)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailableError(f"control publish failed: {exc}") from exc
 
     def _job_message(self, envelope: JobEnvelope) -> aio_pika.Message:
         return aio_pika.Message(

@@ -37,13 +37,15 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
         return self in FINISHED_STATUSES
 
 
-FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+CANCELLABLE_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING})
 
 
 class AttemptOutcome(StrEnum):
@@ -52,6 +54,7 @@ class AttemptOutcome(StrEnum):
     TIMEOUT = "timeout"
     LOST = "lost"  # the worker died mid-attempt; the message was redelivered
     INTERRUPTED = "interrupted"  # graceful shutdown gave up on it; requeued, not counted
+    CANCELLED = "cancelled"  # stopped on request (POST /v1/jobs/{id}/cancel)
 
     @property
     def counts_against_budget(self) -> bool:
@@ -137,6 +140,17 @@ class Attempt(BaseModel):
     duration_s: float | None = None
 
 
+class DeadLetter(BaseModel):
+    """Why and when a job was parked (its final failure)."""
+
+    reason: str
+    at: datetime
+
+
+def budget_spent(attempts: list[Attempt]) -> int:
+    return sum(1 for a in attempts if a.outcome and a.outcome.counts_against_budget)
+
+
 class Job(BaseModel):
     """A job as stored in MongoDB (``_id`` is ``id``) and returned by the API."""
 
@@ -158,6 +172,9 @@ class Job(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    dead_letter: DeadLetter | None = None
+    budget_from: int = Field(default=0, description="Attempts before this index are forgiven")
     retry_of: str | None = None
     next_attempt: int = Field(default=1, description="Attempt number the next message carries")
     rev: int = Field(default=0, description="Optimistic-concurrency revision")
@@ -198,14 +215,31 @@ class Job(BaseModel):
 
     @property
     def budget_used(self) -> int:
-        """Attempts that count against ``max_retries`` (failed, timed out or lost)."""
-        return sum(1 for a in self.attempts if a.outcome and a.outcome.counts_against_budget)
+        """Attempts that count against ``max_retries`` (failed, timed out or lost) since
+        the budget was last refilled (a redrive from the dead letters refills it)."""
+        return budget_spent(self.attempts[self.budget_from :])
 
     @property
     def open_attempt(self) -> Attempt | None:
         if self.attempts and self.attempts[-1].finished_at is None:
             return self.attempts[-1]
         return None
+
+    def redriven(self, now: datetime) -> Job:
+        """Out of the dead letters: ``queued`` again, the next attempt, a fresh budget."""
+        return self.model_copy(
+            update={
+                "status": JobStatus.QUEUED,
+                "dead_letter": None,
+                "error": None,
+                "result": None,
+                "finished_at": None,
+                "next_attempt_at": None,
+                "next_attempt": self.next_attempt + 1,
+                "budget_from": len(self.attempts),
+                "updated_at": now,
+            }
+        )
 
     def envelope(self) -> JobEnvelope:
         return JobEnvelope(

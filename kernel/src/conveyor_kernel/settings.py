@@ -38,6 +38,9 @@ class ConveyorSettings(BaseSettings):
     outbox_grace_s: float = Field(
         default=15.0, gt=0, description="Age after which an unconfirmed queued job is republished"
     )
+    idempotency_ttl_s: float = Field(
+        default=86400.0, gt=0, description="How long an Idempotency-Key is remembered"
+    )
     publish_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for a publisher confirm"
     )

@@ -22,15 +22,40 @@ from typing import Any
 import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from conveyor_kernel.errors import StoreUnavailableError
-from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus, utcnow
 
 JOBS_COLLECTION = "jobs"
+log = get_logger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Document = dict[str, Any]
+
+
+NOT_IMPLEMENTED = 238  # MongoDB error code FerretDB v1 returns for TTL index options
+
+
+async def ensure_ttl_index(col: AsyncCollection[Document], field: str) -> None:
+    """A TTL index on ``field`` (documents go once it is past). Servers without TTL
+    support (FerretDB v1) get a plain index; callers treat expired documents as
+    absent, so correctness never depends on the TTL monitor."""
+    name = f"{field}_ttl"
+    async with store_errors():
+        if name in await col.index_information():
+            return
+        try:
+            await col.create_index(field, name=name, expireAfterSeconds=0)
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+            log.warning(
+                "server lacks TTL indexes; expired documents stay until overwritten",
+                collection=col.name,
+            )
+            await col.create_index(field, name=name)
 
 
 class InvalidCursorError(ValueError):
@@ -89,6 +114,8 @@ async def store_errors() -> AsyncIterator[None]:
     """Translate driver errors into :class:`StoreUnavailableError` (the one taxonomy)."""
     try:
         yield
+    except DuplicateKeyError:
+        raise  # a fact about the data, not an outage
     except PyMongoError as exc:
         raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
 
@@ -171,6 +198,15 @@ class JobStore:
             )
         return result.deleted_count
 
+    async def clear_dead_letters(self) -> int:
+        """Drop every job from the dead-letter list (the jobs stay ``failed``)."""
+        async with store_errors():
+            result = await self._jobs.update_many(
+                {"dead_letter": {"$ne": None}},
+                {"$set": {"dead_letter": None, "updated_at": utcnow()}, "$inc": {"rev": 1}},
+            )
+        return result.modified_count
+
     async def delete_finished(self, job_id: str) -> DeleteResult:
         async with store_errors():
             result = await self._jobs.delete_one(
@@ -186,6 +222,7 @@ class JobStore:
         *,
         status: JobStatus | None = None,
         job_type: str | None = None,
+        dead_lettered: bool = False,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
@@ -195,6 +232,8 @@ class JobStore:
             query["status"] = status.value
         if job_type is not None:
             query["type"] = job_type
+        if dead_lettered:
+            query["dead_letter"] = {"$ne": None}
         if cursor:
             created, last_id = decode_cursor(cursor)
             query["$or"] = [

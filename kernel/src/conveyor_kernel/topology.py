@@ -51,6 +51,11 @@ def delay_queue_name(namespace: str, tier_s: int) -> str:
     return f"{namespace}.jobs.delay.{delay_routing_key(tier_s)}"
 
 
+def control_exchange_name(namespace: str) -> str:
+    """Fanout of control messages (job cancellation) to every worker."""
+    return f"{namespace}.control"
+
+
 def work_queue_name(namespace: str) -> str:
     return f"{namespace}.jobs.work"
 
@@ -96,6 +101,10 @@ class Topology:
     @property
     def delay_exchange(self) -> str:
         return delay_exchange_name(self.namespace)
+
+    @property
+    def control_exchange(self) -> str:
+        return control_exchange_name(self.namespace)
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -144,6 +153,7 @@ def build_topology(namespace: str) -> Topology:
             ExchangeSpec(jobs_x, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(dlx, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(delay_x, aio_pika.ExchangeType.DIRECT),
+            ExchangeSpec(control_exchange_name(namespace), aio_pika.ExchangeType.FANOUT),
         ),
         queues=(
             QueueSpec(

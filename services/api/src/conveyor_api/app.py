@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from conveyor_api import problems
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware
-from conveyor_api.routes import batch, health, jobs, stats
+from conveyor_api.routes import batch, dead_letters, health, jobs, stats
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.claims import Claims
 from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.idempotency import IdempotencyKeys
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
@@ -37,8 +39,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-api")
         store = JobStore(mongo, settings.mongodb_db)
         outbox = Outbox(mongo, settings.mongodb_db)
-        await retry_until_ready("mongodb", store.ensure_indexes, (StoreUnavailableError,))
-        await retry_until_ready("mongodb", outbox.ensure_indexes, (StoreUnavailableError,))
+        idempotency = IdempotencyKeys(mongo, settings.mongodb_db, settings.idempotency_ttl_s)
+        claims = Claims(mongo, settings.mongodb_db)
+        for collection in (store, outbox, idempotency, claims):
+            await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
         connection = await retry_until_ready(
             "rabbitmq", lambda: connect(settings.amqp_url, "conveyor-api publish"), BROKER_ERRORS
         )
@@ -50,6 +54,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             topology=topology,
             store=store,
             outbox=outbox,
+            idempotency=idempotency,
+            claims=claims,
             publisher=publisher,
             connection=connection,
             metrics=metrics,
@@ -79,6 +85,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(batch.router)
     app.include_router(jobs.router)
     app.include_router(stats.router)
+    app.include_router(dead_letters.router)
     app.include_router(health.router)
     app.add_middleware(
         BodySizeLimit,

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Header
+
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.idempotency import MAX_KEY_LENGTH, Conflict, Replay, fingerprint
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobSubmission
 from conveyor_kernel.outbox import dispatch_many
 
 log = get_logger(__name__)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="Repeat-safe submit: same key + same body returns the original job",
+    ),
+]
 
 
 def check_types(state: AppState, subs: list[JobSubmission]) -> None:
@@ -60,3 +75,45 @@ async def enqueue(
         state.metrics.submitted.labels(job.type, str(job.priority)).inc()
     log.info("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)
     return jobs
+
+
+async def enqueue_once(
+    state: AppState, subs: list[JobSubmission], key: str | None, body: object
+) -> tuple[list[Job], bool]:
+    """:func:`enqueue` behind an ``Idempotency-Key``; returns ``(jobs, replayed)``.
+
+    Same key and same body: the jobs of the first request (``replayed``). Same key
+    and another body, or the first request still running: 409.
+    """
+    if key is None:
+        return await enqueue(state, subs), False
+    claim = await state.idempotency.claim(key, fingerprint(body))
+    if isinstance(claim, Conflict):
+        if claim.reason == "different_body":
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request body",
+            )
+        raise ApiError(
+            409,
+            "idempotency_key_in_progress",
+            "a request with this Idempotency-Key is still being processed",
+        )
+    if isinstance(claim, Replay):
+        stored = [await state.store.get(job_id) for job_id in claim.job_ids]
+        found = [j for j in stored if j is not None]
+        if len(found) != len(stored):
+            raise ApiError(
+                409,
+                "idempotency_key_jobs_deleted",
+                "the jobs created under this Idempotency-Key were deleted",
+            )
+        return found, True
+    try:
+        jobs = await enqueue(state, subs)
+    except BaseException:
+        await state.idempotency.release(key)
+        raise
+    await state.idempotency.complete(key, [j.id for j in jobs])
+    return jobs, False

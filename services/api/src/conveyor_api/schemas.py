@@ -27,6 +27,7 @@ class JobOut(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
     retry_of: str | None = None
 
     @classmethod

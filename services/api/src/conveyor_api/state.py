@@ -11,6 +11,8 @@ from fastapi import Depends, Request
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_kernel.broker import Publisher
+from conveyor_kernel.claims import Claims
+from conveyor_kernel.idempotency import IdempotencyKeys
 from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.registry import HandlerRegistry
 from conveyor_kernel.store import JobStore
@@ -24,6 +26,8 @@ class AppState:
     topology: Topology
     store: JobStore
     outbox: Outbox
+    idempotency: IdempotencyKeys
+    claims: Claims
     publisher: Publisher
     connection: AbstractRobustConnection
     metrics: ApiMetrics

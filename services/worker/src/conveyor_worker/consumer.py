@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 
 import structlog
@@ -48,6 +49,8 @@ class JobConsumer:
         self._registry = registry
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
+        self._by_job: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
         self.accepting = True
 
     @property
@@ -58,7 +61,30 @@ class JobConsumer:
         """aio-pika consumer callback: hand the message to its own task."""
         task = asyncio.create_task(self._handle(message))
         self._running[task] = None
-        task.add_done_callback(self._running.pop)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        for job_id in [j for j, t in self._by_job.items() if t is task]:
+            del self._by_job[job_id]
+            self._cancelled.discard(job_id)
+
+    async def on_control(self, message: AbstractIncomingMessage) -> None:
+        """Control fanout (no ack needed): ``{"action": "cancel", "job_id": ...}``."""
+        try:
+            body = json.loads(message.body)
+            action, job_id = body["action"], str(body["job_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed control message", body=message.body[:200])
+            return
+        task = self._by_job.get(job_id)
+        if action == "cancel" and task is not None:
+            log.info("cancelling running job", job_id=job_id)
+            self._cancelled.add(job_id)
+            ctx = self._running.get(task)
+            if ctx is not None:
+                ctx.stop_requested.set()
+            task.cancel()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         structlog.contextvars.bind_contextvars(worker=self._worker_id)
@@ -115,7 +141,9 @@ class JobConsumer:
             max_retries=job.max_retries,
             is_last_attempt=budget_after > job.max_retries,
         )
-        self._running[asyncio.current_task()] = ctx  # type: ignore[index]
+        task = asyncio.current_task()
+        self._running[task] = ctx  # type: ignore[index]
+        self._by_job[job.id] = task  # type: ignore[assignment]
         log.info("attempt started", number=decision.attempt.number)
         try:
             spec = self._registry.get(job.type)
@@ -125,6 +153,13 @@ class JobConsumer:
             try:
                 outcome = await execute(spec, ctx, job.timeout_s)
             except asyncio.CancelledError:
+                if job.id in self._cancelled:  # POST /cancel: record it, ack, carry on
+                    task.uncancel()  # type: ignore[union-attr]
+                    self._cancelled.discard(job.id)
+                    outcome = Outcome(AttemptOutcome.CANCELLED, error="cancelled by request")
+                    await self._record(decision, outcome)
+                    await self._settle(message.ack())
+                    return
                 # Graceful shutdown ran out of grace: record it, then requeue.
                 outcome = Outcome(AttemptOutcome.INTERRUPTED, error="worker shut down")
                 await asyncio.shield(self._record(decision, outcome))
@@ -155,7 +190,7 @@ class JobConsumer:
 
     async def _park(self, message: AbstractIncomingMessage, job: Job, outcome: Outcome) -> None:
         """The final dead letter: a copy in the parking lot, the reason in its headers."""
-        reason = "permanent error" if outcome.permanent else "retries exhausted"
+        reason = job.dead_letter.reason if job.dead_letter else "failed"
         headers = {
             "x-conveyor-job-id": job.id,
             "x-conveyor-type": job.type,

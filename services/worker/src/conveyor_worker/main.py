@@ -29,8 +29,8 @@ async def run(settings: WorkerSettings) -> None:
     mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-worker")
     store = JobStore(mongo, settings.mongodb_db)
     outbox = Outbox(mongo, settings.mongodb_db)
-    await retry_until_ready("mongodb", store.ensure_indexes, (StoreUnavailableError,))
-    await retry_until_ready("mongodb", outbox.ensure_indexes, (StoreUnavailableError,))
+    for collection in (store, outbox):
+        await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
     name = f"conveyor-worker {settings.worker_id}"
     publish_conn = await retry_until_ready(
         "rabbitmq", lambda: connect(settings.amqp_url, f"{name} publish"), BROKER_ERRORS
@@ -44,6 +44,10 @@ async def run(settings: WorkerSettings) -> None:
     queue = declared.queues[topology.work_queue]
     consumer = JobConsumer(store, outbox, publisher, registry, settings.worker_id)
     tag = await queue.consume(consumer.on_message)
+    # A private queue on the control fanout: cancellation of jobs running here.
+    control = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await control.bind(declared.exchanges[topology.control_exchange])
+    await control.consume(consumer.on_control, no_ack=True)
     relay = asyncio.create_task(run_relay(store, outbox, publisher, settings.outbox_grace_s))
     log.info(
         "worker ready",

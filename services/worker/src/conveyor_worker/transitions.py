@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from conveyor_kernel.model import Attempt, AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
+from conveyor_kernel.model import (
+    Attempt,
+    AttemptOutcome,
+    DeadLetter,
+    Job,
+    JobEnvelope,
+    JobStatus,
+    budget_spent,
+    utcnow,
+)
 from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.store import JobStore
 
@@ -65,6 +74,24 @@ async def begin(
             return Skip("job not found (deleted)")
         if job.status.finished:
             return Skip(f"job already {job.status.value}")
+        if job.cancel_requested_at is not None:
+            # Cancelled while running in a worker that died or missed the signal.
+            now = utcnow()
+            attempts = job.attempts
+            if job.open_attempt is not None:
+                attempts = _close_attempt(job, AttemptOutcome.CANCELLED, "cancelled")
+            cancelled = job.model_copy(
+                update={
+                    "status": JobStatus.CANCELLED,
+                    "attempts": attempts,
+                    "finished_at": now,
+                    "updated_at": now,
+                    "error": "cancelled by request",
+                }
+            )
+            if await store.compare_and_set(cancelled) is not None:
+                return Skip("cancellation requested; marked cancelled")
+            continue
         if env.attempt != job.next_attempt:
             return Skip(f"stale message for attempt {env.attempt}; job is at {job.next_attempt}")
         if job.open_attempt is not None:
@@ -84,6 +111,7 @@ async def begin(
                     "status": JobStatus.FAILED,
                     "error": "retries exhausted (worker lost mid-attempt)",
                     "finished_at": now,
+                    "dead_letter": DeadLetter(reason="retries exhausted", at=now),
                     "updated_at": now,
                 }
             )
@@ -138,13 +166,25 @@ async def finish(
                 "error": None,
                 "finished_at": now,
             }
+        elif outcome.outcome is AttemptOutcome.CANCELLED:
+            update |= {
+                "status": JobStatus.CANCELLED,
+                "error": "cancelled by request",
+                "finished_at": now,
+            }
         elif outcome.outcome is AttemptOutcome.INTERRUPTED:
             # Shutdown: the message is requeued as-is and runs again; no budget spent.
             update |= {"status": JobStatus.QUEUED}
         else:
-            used = sum(1 for a in attempts if a.outcome and a.outcome.counts_against_budget)
+            used = budget_spent(attempts[job.budget_from :])
             if outcome.permanent or used > job.max_retries:
-                update |= {"status": JobStatus.FAILED, "error": outcome.error, "finished_at": now}
+                reason = "permanent error" if outcome.permanent else "retries exhausted"
+                update |= {
+                    "status": JobStatus.FAILED,
+                    "error": outcome.error,
+                    "finished_at": now,
+                    "dead_letter": DeadLetter(reason=reason, at=now),
+                }
             else:
                 delay = job.backoff.delay_s(used, rand)
                 await outbox.add(job.id, job.next_attempt + 1)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor_api.enqueue import enqueue
+from conveyor_api.enqueue import IdempotencyKey, enqueue_once
 from conveyor_api.state import State
 from conveyor_kernel.model import JobSubmission
 
@@ -27,13 +28,16 @@ class BatchOut(BaseModel):
 @router.post(
     "/jobs/batch",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchOut,
     responses={
         413: {"description": "Body over the batch size limit"},
         422: {"description": "Any job invalid or of an unknown type (none accepted)"},
         503: {"description": "Broker or database unavailable (none accepted)"},
     },
 )
-async def submit_batch(body: BatchIn, state: State) -> BatchOut:
+async def submit_batch(
+    body: BatchIn, state: State, idempotency_key: IdempotencyKey = None
+) -> Response:
     """Accept all the jobs or none: bulk write, pipelined confirmed publishes.
 
     A ``202`` means every job is stored and every message confirmed. On ``503``
@@ -41,5 +45,10 @@ async def submit_batch(body: BatchIn, state: State) -> BatchOut:
     finds no job and is dropped by the worker), so the client can resubmit the
     whole batch.
     """
-    jobs = await enqueue(state, body.jobs)
-    return BatchOut(ids=[j.id for j in jobs], count=len(jobs))
+    jobs, replayed = await enqueue_once(
+        state, body.jobs, idempotency_key, body.model_dump(mode="json")
+    )
+    return JSONResponse(
+        BatchOut(ids=[j.id for j in jobs], count=len(jobs)).model_dump(),
+        status_code=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,
+    )

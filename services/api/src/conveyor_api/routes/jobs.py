@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
 
-from conveyor_api.enqueue import enqueue
+from conveyor_api.enqueue import IdempotencyKey, enqueue, enqueue_once
 from conveyor_api.problems import ApiError
 from conveyor_api.schemas import JobOut, JobPage, JobTypeOut
 from conveyor_api.state import AppState, State
+from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import Job, JobStatus, JobSubmission
+from conveyor_kernel.model import CANCELLABLE_STATUSES, Job, JobStatus, JobSubmission, utcnow
 from conveyor_kernel.store import DeleteResult
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+CANCEL_ROUNDS = 10
 log = get_logger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -35,11 +38,24 @@ async def _get(state: AppState, job_id: str) -> Job:
 @router.post(
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
     responses={413: {"description": "Body over the size limit"}, **ERRORS},
 )
-async def submit_job(body: JobSubmission, state: State) -> JobOut:
-    """Accept a job: 202 means it is stored and the broker confirmed its message."""
-    return JobOut.of((await enqueue(state, [body]))[0])
+async def submit_job(
+    body: JobSubmission, state: State, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Accept a job: 202 means it is stored and the broker confirmed its message.
+
+    With an ``Idempotency-Key`` header, repeating the request returns the original
+    job with ``200``; the same key with a different body is a ``409``.
+    """
+    jobs, replayed = await enqueue_once(
+        state, [body], idempotency_key, body.model_dump(mode="json")
+    )
+    return JSONResponse(
+        JobOut.of(jobs[0]).model_dump(mode="json"),
+        status_code=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,
+    )
 
 
 @router.get("/jobs/{job_id}", responses=ERRORS)
@@ -91,3 +107,56 @@ async def delete_job(job_id: str, state: State) -> Response:
 async def job_types(state: State) -> list[JobTypeOut]:
     """The job types this deployment knows (built-ins and plugins)."""
     return [JobTypeOut(name=s.name, description=s.description) for s in state.registry.specs()]
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={
+        202: {"description": "Running: cancellation signalled; it ends cancelled"},
+        **ERRORS,
+    },
+)
+async def cancel_job(job_id: str, state: State) -> Response:
+    """Cancel a job. Scheduled, queued or retrying: ``cancelled`` now (its message
+    is skipped when it arrives). Running: the worker is told to stop it (``202``),
+    and it ends ``cancelled``. Finished: ``409``."""
+    for _ in range(CANCEL_ROUNDS):
+        job = await _get(state, job_id)
+        if job.status.finished:
+            raise ApiError(
+                409,
+                "job_finished",
+                f"job {job_id} is already {job.status.value}",
+                job_status=job.status.value,
+            )
+        now = utcnow()
+        if job.status in CANCELLABLE_STATUSES:
+            stored = await state.store.compare_and_set(
+                job.model_copy(
+                    update={
+                        "status": JobStatus.CANCELLED,
+                        "finished_at": now,
+                        "updated_at": now,
+                        "cancel_requested_at": now,
+                        "next_attempt_at": None,
+                        "error": "cancelled by request",
+                    }
+                )
+            )
+            if stored is not None:
+                log.info("job cancelled", job_id=job_id)
+                return JSONResponse(JobOut.of(stored).model_dump(mode="json"))
+            continue
+        stored = await state.store.compare_and_set(
+            job.model_copy(update={"cancel_requested_at": now, "updated_at": now})
+        )
+        if stored is None:
+            continue
+        try:
+            await state.publisher.publish_control({"action": "cancel", "job_id": job_id})
+        except BrokerUnavailableError as exc:
+            # The request is recorded: a redelivered message will see it.
+            log.warning("cancel signal not sent", job_id=job_id, error=str(exc))
+        return JSONResponse(JobOut.of(stored).model_dump(mode="json"), status_code=202)
+    raise ApiError(409, "job_busy", f"job {job_id} kept changing; try again")

@@ -1,0 +1,39 @@
+"""One-shot claims: the first inserter of a key wins (the unique ``_id`` decides).
+
+Used where two operators may act at once - e.g. two redrives of the same dead
+letter - and exactly one must go ahead. An insert with a unique ``_id`` is
+atomic on MongoDB and on FerretDB alike (unlike a conditional update on
+FerretDB v1), so the claim holds even there.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
+
+from conveyor_kernel.model import utcnow
+from conveyor_kernel.store import Document, ensure_ttl_index, store_errors
+
+CLAIMS_COLLECTION = "claims"
+CLAIM_TTL = timedelta(days=7)
+
+
+class Claims:
+    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+        self._col = client[db_name][CLAIMS_COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await ensure_ttl_index(self._col, "expires_at")
+
+    async def claim(self, key: str, owner: str) -> bool:
+        now = utcnow()
+        try:
+            async with store_errors():
+                await self._col.insert_one(
+                    {"_id": key, "owner": owner, "at": now, "expires_at": now + CLAIM_TTL}
+                )
+        except DuplicateKeyError:
+            return False
+        return True

@@ -1,0 +1,155 @@
+"""``/v1/dead-letters``: jobs parked after their final failure; redrive and purge."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from conveyor_api.problems import ApiError
+from conveyor_api.state import AppState, State
+from conveyor_kernel.broker import BROKER_ERRORS
+from conveyor_kernel.model import Job, JobStatus, utcnow
+from conveyor_kernel.outbox import dispatch_many
+
+router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+MAX_REDRIVE = 1000
+
+
+class DeadLetterOut(BaseModel):
+    job_id: str
+    type: str
+    reason: str
+    error: str | None
+    attempts: int
+    dead_lettered_at: datetime
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    next_cursor: str | None
+
+
+class RedriveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] | None = Field(default=None, max_length=MAX_REDRIVE)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _ids_or_all(self) -> RedriveIn:
+        if (self.ids is None) == (not self.all):
+            raise ValueError('give either "ids" or "all": true')
+        return self
+
+
+class Skipped(BaseModel):
+    job_id: str
+    reason: str
+
+
+class RedriveOut(BaseModel):
+    redriven: list[str]
+    skipped: list[Skipped]
+
+
+class PurgeOut(BaseModel):
+    purged_jobs: int
+    purged_messages: int
+
+
+def _out(job: Job) -> DeadLetterOut:
+    assert job.dead_letter is not None
+    return DeadLetterOut(
+        job_id=job.id,
+        type=job.type,
+        reason=job.dead_letter.reason,
+        error=job.error,
+        attempts=len(job.attempts),
+        dead_lettered_at=job.dead_letter.at,
+    )
+
+
+@router.get("")
+async def list_dead_letters(
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> DeadLetterPage:
+    """Parked jobs, newest first (poison messages have no job: see the parking-lot queue)."""
+    page = await state.store.list(dead_lettered=True, limit=limit, cursor=cursor)
+    return DeadLetterPage(items=[_out(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+async def _redrive_one(state: AppState, job_id: str, operator: str) -> Job | str:
+    job = await state.store.get(job_id)
+    if job is None:
+        return "no such job"
+    if job.dead_letter is None or job.status is not JobStatus.FAILED:
+        return "not a dead letter"
+    # Exactly one redrive per parked version of the job, even with two operators.
+    if not await state.claims.claim(f"redrive:{job.id}:{job.rev}", operator):
+        return "already being redriven"
+    fresh = job.redriven(utcnow())
+    await state.outbox.add(fresh.id, fresh.next_attempt)
+    stored = await state.store.compare_and_set(fresh)
+    if stored is None:
+        await state.outbox.remove(fresh.id, fresh.next_attempt)
+        return "changed meanwhile"
+    return stored
+
+
+@router.post("/redrive")
+async def redrive(body: RedriveIn, state: State) -> RedriveOut:
+    """Send parked jobs back to the queue with a fresh retry budget (``queued``).
+
+    Safe with concurrent operators: each parked job is claimed once, so it is
+    neither duplicated nor lost; the loser reports it under ``skipped``.
+    """
+    if body.all:
+        page = await state.store.list(dead_lettered=True, limit=MAX_REDRIVE)
+        ids = [j.id for j in page.jobs]
+    else:
+        ids = list(dict.fromkeys(body.ids or []))
+    operator = uuid.uuid4().hex
+    redriven: list[Job] = []
+    skipped: list[Skipped] = []
+    for job_id in ids:
+        result = await _redrive_one(state, job_id, operator)
+        if isinstance(result, str):
+            skipped.append(Skipped(job_id=job_id, reason=result))
+        else:
+            redriven.append(result)
+    if redriven:
+        await dispatch_many(state.outbox, state.publisher, redriven)
+    return RedriveOut(redriven=[j.id for j in redriven], skipped=skipped)
+
+
+@router.delete("")
+async def purge(
+    state: State, confirm: Annotated[bool, Query(description="Must be true")] = False
+) -> PurgeOut:
+    """Forget every dead letter (the jobs stay, ``failed``) and empty the parking lot."""
+    if not confirm:
+        raise ApiError(400, "confirmation_required", "purging needs ?confirm=true")
+    purged_jobs = await state.store.clear_dead_letters()
+    purged_messages = 0
+    try:
+        channel = await state.connection.channel()
+        try:
+            queue = await channel.get_queue(state.topology.parking_lot_queue)
+            result = await queue.purge()
+            purged_messages = int(result.message_count or 0)
+        finally:
+            await channel.close()
+    except BROKER_ERRORS as exc:
+        raise ApiError(
+            503,
+            "broker_unavailable",
+            f"dead letters cleared but the parking lot was not purged: {exc}",
+            purged_jobs=purged_jobs,
+        ) from exc
+    return PurgeOut(purged_jobs=purged_jobs, purged_messages=purged_messages)

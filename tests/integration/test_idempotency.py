@@ -1,0 +1,80 @@
+"""Idempotency-Key on submit: replays return the original, other bodies conflict."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_same_key_same_body_returns_the_original_job(stack: Stack) -> None:
+    client = await stack.start_api()
+    key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    body = {"type": "echo", "payload": {"order": 17}, "priority": 3}
+    first = await client.post("/v1/jobs", json=body, headers=key)
+    assert first.status_code == 202
+    again = await client.post("/v1/jobs", json=body, headers=key)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    # the same body spelled differently (defaults explicit, other key order) is the same request
+    spelled = {"priority": 3, "payload": {"order": 17}, "type": "echo", "max_retries": 3}
+    assert (await client.post("/v1/jobs", json=spelled, headers=key)).json()["id"] == (
+        first.json()["id"]
+    )
+    stats = (await client.get("/v1/stats")).json()
+    assert stats["total"] == 1
+    assert stats["queues"]["work"]["messages"] == 1
+
+
+async def test_same_key_other_body_is_409(stack: Stack) -> None:
+    client = await stack.start_api()
+    key = {"Idempotency-Key": "k-1"}
+    assert (await client.post("/v1/jobs", json={"type": "echo"}, headers=key)).status_code == 202
+    other = await client.post("/v1/jobs", json={"type": "echo", "payload": {"x": 1}}, headers=key)
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_concurrent_requests_with_one_key_create_one_job(stack: Stack) -> None:
+    client = await stack.start_api()
+    key = {"Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(client.post("/v1/jobs", json={"type": "echo"}, headers=key) for _ in range(8))
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(202) == 1, codes
+    assert set(codes) <= {200, 202, 409}
+    assert (await client.get("/v1/stats")).json()["total"] == 1
+
+
+async def test_keys_expire_after_the_window(stack: Stack) -> None:
+    client = await stack.start_api(idempotency_ttl_s=1)
+    key = {"Idempotency-Key": "short-lived"}
+    first = await client.post("/v1/jobs", json={"type": "echo"}, headers=key)
+    await asyncio.sleep(1.2)
+    later = await client.post("/v1/jobs", json={"type": "echo"}, headers=key)
+    assert later.status_code == 202
+    assert later.json()["id"] != first.json()["id"]
+
+
+async def test_batch_accepts_an_idempotency_key(stack: Stack) -> None:
+    client = await stack.start_api()
+    key = {"Idempotency-Key": "batch-1"}
+    body = {"jobs": [{"type": "echo", "payload": {"i": i}} for i in range(5)]}
+    first = await client.post("/v1/jobs/batch", json=body, headers=key)
+    again = await client.post("/v1/jobs/batch", json=body, headers=key)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["ids"] == first.json()["ids"]
+
+
+async def test_failed_request_releases_its_key(stack: Stack) -> None:
+    client = await stack.start_api()
+    key = {"Idempotency-Key": "retry-me"}
+    bad = await client.post("/v1/jobs", json={"type": "no-such"}, headers=key)
+    assert bad.status_code == 422
+    assert (await client.post("/v1/jobs", json={"type": "echo"}, headers=key)).status_code == 202
