@@ -11,6 +11,7 @@ import pytest
 from conveyor_kernel.model import Job, JobSubmission
 from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.store import JobStore
+from conveyor_kernel.topology import build_topology
 from tests.infra import Infra
 from tests.stack import Stack
 
@@ -147,3 +148,27 @@ async def test_mongodb_outage_mid_job_loses_nothing(stack: Stack, infra: Infra) 
     assert done["status"] == "completed"
     assert done["attempts"][-1]["outcome"] == "completed"
     assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_lost_attempts_count_against_the_budget(stack: Stack, amqp) -> None:
+    """A job that keeps killing its worker ends failed and parked, not in a crash loop."""
+    await stack.start_api()
+    victim = await stack.start_worker(worker_id="victim")
+    job = await stack.submit("sleep", payload={"seconds": 3}, max_retries=0)
+    await stack.wait_job(job["id"], {"running"})
+    stack.stop(victim, signal.SIGKILL)
+    await stack.start_worker(worker_id="next")
+    done = await stack.wait_job(job["id"])
+    assert done["status"] == "failed"
+    assert [a["outcome"] for a in done["attempts"]] == ["lost"]
+    assert "worker lost" in done["error"]
+    channel = await amqp.channel()
+    queue = await channel.get_queue(build_topology(stack.namespace).parking_lot_queue)
+    message = None
+    for _ in range(50):
+        message = await queue.get(no_ack=True, fail=False)
+        if message is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert message is not None
+    assert message.headers["x-conveyor-reason"] == "retries exhausted"

@@ -24,6 +24,10 @@ async def test_fail_succeeds_on_its_last_retry(stack: Stack) -> None:
     assert outcomes == ["failed", "failed", "failed", "completed"]
     assert [a["number"] for a in done["attempts"]] == [1, 2, 3, 4]
     assert "planned failure on attempt 1" in done["attempts"][0]["error"]
+    assert done["attempts"][0]["error_type"] == "RetryableError"
+    assert "Traceback" in done["attempts"][0]["traceback"]
+    assert "builtin.py" in done["attempts"][0]["traceback"]
+    assert done["attempts"][-1]["traceback"] is None
     assert done["result"] == {"succeeded_on_attempt": 4}
     starts = [a["started_at"] for a in done["attempts"]]
     assert starts == sorted(starts)
@@ -57,6 +61,7 @@ async def test_attempt_over_timeout_fails_with_timeout(stack: Stack) -> None:
     done = await stack.wait_job(job["id"])
     assert done["status"] == "failed"
     assert [a["outcome"] for a in done["attempts"]] == ["timeout", "timeout"]
+    assert done["attempts"][0]["error_type"] == "timeout"
     assert done["error"].startswith("timeout")
     assert all(a["duration_s"] < 5 for a in done["attempts"])
 

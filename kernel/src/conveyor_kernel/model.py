@@ -137,6 +137,8 @@ class Attempt(BaseModel):
     finished_at: datetime | None = None
     outcome: AttemptOutcome | None = None
     error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = Field(default=None, description="Last ~2,000 characters")
     duration_s: float | None = None
 
 

@@ -129,6 +129,8 @@ class JobConsumer:
         )
         if not isinstance(decision, Run):
             log.info("skipping message", reason=decision.reason)
+            if decision.parked is not None:
+                await self._park(message, decision.parked)
             await self._settle(message.ack())
             return
         job = decision.job
@@ -172,7 +174,7 @@ class JobConsumer:
             except BrokerUnavailableError as exc:
                 log.warning("retry not published now; the outbox relay will", error=str(exc))
         elif stored is not None and stored.status is JobStatus.FAILED:
-            await self._park(message, stored, outcome)
+            await self._park(message, stored)
         await self._settle(message.ack())
 
     async def _record(self, run: Run, outcome: Outcome) -> Job | None:
@@ -188,7 +190,7 @@ class JobConsumer:
         )
         return stored
 
-    async def _park(self, message: AbstractIncomingMessage, job: Job, outcome: Outcome) -> None:
+    async def _park(self, message: AbstractIncomingMessage, job: Job) -> None:
         """The final dead letter: a copy in the parking lot, the reason in its headers."""
         reason = job.dead_letter.reason if job.dead_letter else "failed"
         headers = {

@@ -46,9 +46,20 @@ async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outco
         if not deadline.expired():  # the handler's own TimeoutError: an ordinary failure
             return _retryable(exc)
         ctx.stop_requested.set()
-        return Outcome(AttemptOutcome.TIMEOUT, error=f"timeout: attempt exceeded {timeout_s:g} s")
+        return Outcome(
+            AttemptOutcome.TIMEOUT,
+            error=f"timeout: attempt exceeded {timeout_s:g} s",
+            error_type="timeout",
+        )
     except PermanentError as exc:
-        return Outcome(AttemptOutcome.FAILED, error=_error_text(exc), permanent=True)
+        tail = "".join(traceback.format_exception(exc))[-TRACEBACK_TAIL_CHARS:]
+        return Outcome(
+            AttemptOutcome.FAILED,
+            error=_error_text(exc),
+            permanent=True,
+            error_type=type(exc).__name__,
+            traceback=tail,
+        )
     except Exception as exc:  # noqa: BLE001 - handlers may raise anything; classify it here
         return _retryable(exc)
     try:
@@ -66,4 +77,6 @@ async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outco
 def _retryable(exc: Exception) -> Outcome:
     tail = "".join(traceback.format_exception(exc))[-TRACEBACK_TAIL_CHARS:]
     log.warning("handler raised", error=_error_text(exc), traceback_tail=tail)
-    return Outcome(AttemptOutcome.FAILED, error=_error_text(exc))
+    return Outcome(
+        AttemptOutcome.FAILED, error=_error_text(exc), error_type=type(exc).__name__, traceback=tail
+    )

@@ -36,6 +36,7 @@ class Run:
 @dataclass(frozen=True)
 class Skip:
     reason: str
+    parked: Job | None = None  # the job failed here and must go to the parking lot
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,17 @@ class Outcome:
     result: object = None
     error: str | None = None
     permanent: bool = False
+    error_type: str | None = None
+    traceback: str | None = None  # the tail, for the attempt record
 
 
 class ContentionError(RuntimeError):
     """The job document kept changing under us."""
 
 
-def _close_attempt(job: Job, outcome: AttemptOutcome, error: str | None) -> list[Attempt]:
+def _close_attempt(
+    job: Job, outcome: AttemptOutcome, error: str | None, detail: Outcome | None = None
+) -> list[Attempt]:
     now = utcnow()
     attempts = list(job.attempts)
     last = attempts[-1]
@@ -60,6 +65,8 @@ def _close_attempt(job: Job, outcome: AttemptOutcome, error: str | None) -> list
             "outcome": outcome,
             "error": error,
             "duration_s": round((now - last.started_at).total_seconds(), 3),
+            "error_type": detail.error_type if detail else None,
+            "traceback": detail.traceback if detail else None,
         }
     )
     return attempts
@@ -115,8 +122,9 @@ async def begin(
                     "updated_at": now,
                 }
             )
-            if await store.compare_and_set(failed) is not None:
-                return Skip("retries exhausted by lost attempts; marked failed")
+            stored = await store.compare_and_set(failed)
+            if stored is not None:
+                return Skip("retries exhausted by lost attempts; marked failed", parked=stored)
             continue
         attempt = Attempt(number=len(job.attempts) + 1, worker=worker_id, started_at=now)
         running = job.model_copy(
@@ -157,7 +165,7 @@ async def finish(
         ):
             return None  # someone else closed this attempt (e.g. marked it lost)
         now = utcnow()
-        attempts = _close_attempt(job, outcome.outcome, outcome.error)
+        attempts = _close_attempt(job, outcome.outcome, outcome.error, outcome)
         update: dict[str, object] = {"attempts": attempts, "updated_at": now}
         if outcome.outcome is AttemptOutcome.COMPLETED:
             update |= {
