@@ -142,3 +142,16 @@ class Stack:
         return "\n".join(
             f"===== {p.name} ({p.log_path.name})\n{p.log()[-6000:]}" for p in self.procs
         )
+
+
+async def next_parked(amqp: Any, namespace: str, timeout: float = 5) -> Any:
+    """The next message in the namespace's parking-lot queue (waits up to ``timeout``)."""
+    from conveyor_kernel.topology import build_topology
+
+    channel = await amqp.channel()
+    queue = await channel.get_queue(build_topology(namespace).parking_lot_queue)
+    deadline = time.monotonic() + timeout
+    while (message := await queue.get(no_ack=True, fail=False)) is None:
+        assert time.monotonic() < deadline, "nothing arrived in the parking lot"
+        await asyncio.sleep(0.1)
+    return message

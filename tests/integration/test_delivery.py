@@ -11,9 +11,8 @@ import pytest
 from conveyor_kernel.model import Job, JobSubmission
 from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.store import JobStore
-from conveyor_kernel.topology import build_topology
 from tests.infra import Infra
-from tests.stack import Stack
+from tests.stack import Stack, next_parked
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -162,13 +161,5 @@ async def test_lost_attempts_count_against_the_budget(stack: Stack, amqp) -> Non
     assert done["status"] == "failed"
     assert [a["outcome"] for a in done["attempts"]] == ["lost"]
     assert "worker lost" in done["error"]
-    channel = await amqp.channel()
-    queue = await channel.get_queue(build_topology(stack.namespace).parking_lot_queue)
-    message = None
-    for _ in range(50):
-        message = await queue.get(no_ack=True, fail=False)
-        if message is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert message is not None
+    message = await next_parked(amqp, stack.namespace)
     assert message.headers["x-conveyor-reason"] == "retries exhausted"

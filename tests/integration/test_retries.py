@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
-import aio_pika
 import pytest
 
 from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.topology import build_topology
-from tests.stack import Stack
+from tests.stack import Stack, next_parked
 
 pytestmark = pytest.mark.integration
 
@@ -62,16 +60,7 @@ async def test_exhausted_job_is_parked_with_the_reason(stack: Stack, amqp) -> No
     done = await stack.wait_job(job["id"])
     assert done["status"] == "failed"
     assert len(done["attempts"]) == 3
-    topo = build_topology(stack.namespace)
-    channel = await amqp.channel()
-    queue = await channel.get_queue(topo.parking_lot_queue)
-    message = None
-    for _ in range(50):
-        message = await queue.get(no_ack=True, fail=False)
-        if message is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert message is not None, "nothing in the parking lot"
+    message = await next_parked(amqp, stack.namespace)
     headers = message.headers
     assert headers["x-conveyor-reason"] == "retries exhausted"
     assert headers["x-conveyor-job-id"] == job["id"]
@@ -85,14 +74,5 @@ async def test_permanent_failure_is_parked_without_retries(stack: Stack, amqp) -
     job = await stack.submit("sleep", payload={"seconds": -1}, max_retries=4)
     done = await stack.wait_job(job["id"])
     assert len(done["attempts"]) == 1
-    channel = await amqp.channel()
-    queue = await channel.get_queue(build_topology(stack.namespace).parking_lot_queue)
-    for _ in range(50):
-        message: aio_pika.abc.AbstractIncomingMessage | None = await queue.get(
-            no_ack=True, fail=False
-        )
-        if message is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert message is not None
+    message = await next_parked(amqp, stack.namespace)
     assert message.headers["x-conveyor-reason"] == "permanent error"
