@@ -68,7 +68,6 @@ class Publisher:
         self._topology = topology
         self._timeout = confirm_timeout_s
         self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
 
     async def open(self) -> None:
@@ -77,7 +76,6 @@ class Publisher:
         )
         declared = await declare(self._channel, self._topology)
         self._exchanges = declared.exchanges
-        self._exchange = declared.exchanges[self._topology.jobs_exchange]
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
@@ -96,13 +94,10 @@ class Publisher:
         remaining = (envelope.not_before - utcnow()).total_seconds() if envelope.not_before else 0.0
         tier = delay_tier(remaining)
         if tier is None:
-            await self._publish(self._job_message(envelope), WORK_ROUTING_KEY)
+            exchange, routing_key = self._topology.jobs_exchange, WORK_ROUTING_KEY
         else:
-            await self._publish(
-                self._job_message(envelope),
-                delay_routing_key(tier),
-                exchange=self._topology.delay_exchange,
-            )
+            exchange, routing_key = self._topology.delay_exchange, delay_routing_key(tier)
+        await self._publish(self._job_message(envelope), routing_key, exchange)
 
     async def park(self, body: bytes, reason: str, headers: dict[str, Any]) -> None:
         """Put a message in the parking lot with ``x-conveyor-reason`` (and more) headers."""
@@ -112,20 +107,12 @@ class Publisher:
             delivery_mode=DeliveryMode.PERSISTENT,
             headers={"x-conveyor-reason": reason, **headers},
         )
-        await self._publish(
-            message, PARKING_ROUTING_KEY, exchange=self._topology.dead_letter_exchange
-        )
+        await self._publish(message, PARKING_ROUTING_KEY, self._topology.dead_letter_exchange)
 
     async def publish_control(self, body: dict[str, Any]) -> None:
         """Tell every worker something (fanout; fine if no worker listens right now)."""
-        exchange = self._exchanges.get(self._topology.control_exchange)
-        if exchange is None or not self.ready:
-            raise BrokerUnavailableError("broker connection is not open")
         message = aio_pika.Message(body=json.dumps(body).encode(), content_type="application/json")
-        try:
-            await exchange.publish(message, routing_key="", timeout=self._timeout)
-        except BROKER_ERRORS as exc:
-            raise BrokerUnavailableError(f"control publish failed: {exc}") from exc
+        await self._publish(message, "", self._topology.control_exchange, mandatory=False)
 
     def _job_message(self, envelope: JobEnvelope) -> aio_pika.Message:
         return aio_pika.Message(
@@ -139,14 +126,14 @@ class Publisher:
         )
 
     async def _publish(
-        self, message: aio_pika.Message, routing_key: str, exchange: str | None = None
+        self, message: aio_pika.Message, routing_key: str, exchange: str, *, mandatory: bool = True
     ) -> None:
-        target = self._exchanges.get(exchange) if exchange else self._exchange
+        target = self._exchanges.get(exchange)
         if target is None or not self.ready:
             raise BrokerUnavailableError("broker connection is not open")
         try:
             confirmation = await target.publish(
-                message, routing_key=routing_key, mandatory=True, timeout=self._timeout
+                message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
             )
         except aio_pika.exceptions.DeliveryError as exc:
             raise BrokerUnavailableError(f"broker refused the message: {exc}") from exc

@@ -18,13 +18,13 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, utcnow
-from conveyor_kernel.store import Document, JobStore, store_errors
+from conveyor_kernel.store import Document, JobStore, create_missing_indexes, store_errors
 
 OUTBOX_COLLECTION = "outbox"
 
@@ -40,9 +40,7 @@ class Outbox:
         self._col = client[db_name][OUTBOX_COLLECTION]
 
     async def ensure_indexes(self) -> None:
-        async with store_errors():
-            if "created_at_1" not in await self._col.index_information():
-                await self._col.create_index("created_at")
+        await create_missing_indexes(self._col, [IndexModel("created_at")])
 
     async def add(self, job_id: str, attempt: int) -> None:
         """Record intent to publish ``attempt`` of ``job_id`` (idempotent upsert)."""
@@ -101,15 +99,7 @@ async def dispatch(outbox: Outbox, publisher: Publisher, job: Job) -> None:
     Raises :class:`BrokerUnavailableError` when the broker did not take it; the
     outbox entry then stays for the relay (or for the caller to compensate).
     """
-    await publisher.publish_job(job.envelope())
-    try:
-        await outbox.remove(job.id, job.next_attempt)
-    except StoreUnavailableError:
-        log.warning(
-            "outbox entry not removed; the relay will re-send (harmless)",
-            job_id=job.id,
-            attempt=job.next_attempt,
-        )
+    await dispatch_many(outbox, publisher, [job])
 
 
 async def dispatch_many(outbox: Outbox, publisher: Publisher, jobs: list[Job]) -> None:

@@ -38,24 +38,39 @@ Document = dict[str, Any]
 NOT_IMPLEMENTED = 238  # MongoDB error code FerretDB v1 returns for TTL index options
 
 
+async def create_missing_indexes(
+    col: AsyncCollection[Document], wanted: list[pymongo.IndexModel]
+) -> None:
+    """Create those of ``wanted`` whose name does not exist yet.
+
+    Only missing indexes are created: re-issuing ``createIndexes`` for existing
+    compound descending indexes crashes FerretDB v1's connection handler.
+    """
+    async with store_errors():
+        existing = set(await col.index_information())
+        missing = [m for m in wanted if m.document["name"] not in existing]
+        if missing:
+            await col.create_indexes(missing)
+
+
 async def ensure_ttl_index(col: AsyncCollection[Document], field: str) -> None:
     """A TTL index on ``field`` (documents go once it is past). Servers without TTL
     support (FerretDB v1) get a plain index; callers treat expired documents as
     absent, so correctness never depends on the TTL monitor."""
     name = f"{field}_ttl"
-    async with store_errors():
-        if name in await col.index_information():
-            return
-        try:
-            await col.create_index(field, name=name, expireAfterSeconds=0)
-        except OperationFailure as exc:
-            if exc.code != NOT_IMPLEMENTED:
-                raise
-            log.warning(
-                "server lacks TTL indexes; expired documents stay until overwritten",
-                collection=col.name,
-            )
-            await col.create_index(field, name=name)
+    try:
+        await create_missing_indexes(
+            col, [pymongo.IndexModel(field, name=name, expireAfterSeconds=0)]
+        )
+    except StoreUnavailableError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, OperationFailure) or cause.code != NOT_IMPLEMENTED:
+            raise
+        log.warning(
+            "server lacks TTL indexes; expired documents stay until overwritten",
+            collection=col.name,
+        )
+        await create_missing_indexes(col, [pymongo.IndexModel(field, name=name)])
 
 
 class InvalidCursorError(ValueError):
@@ -130,14 +145,10 @@ class JobStore:
             await self._client.admin.command("ping")
 
     async def ensure_indexes(self) -> None:
-        """Indexes for list (newest first, filtered by status/type) and stats.
-
-        Only missing indexes are created: re-issuing ``createIndexes`` for existing
-        compound descending indexes crashes FerretDB v1's connection handler.
-        """
-        async with store_errors():
-            existing = set(await self._jobs.index_information())
-            wanted = [
+        """Indexes for list (newest first, filtered by status/type) and stats."""
+        await create_missing_indexes(
+            self._jobs,
+            [
                 pymongo.IndexModel(
                     [("created_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)],
                     name="created_desc",
@@ -150,14 +161,8 @@ class JobStore:
                     [("type", 1), ("created_at", pymongo.DESCENDING), ("_id", -1)],
                     name="type_created_desc",
                 ),
-                pymongo.IndexModel(
-                    [("status", 1), ("published_at", 1), ("updated_at", 1)],
-                    name="outbox",
-                ),
-            ]
-            missing = [m for m in wanted if m.document["name"] not in existing]
-            if missing:
-                await self._jobs.create_indexes(missing)
+            ],
+        )
 
     async def insert(self, job: Job) -> None:
         async with store_errors():

@@ -49,7 +49,6 @@ class JobConsumer:
         self._registry = registry
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
-        self._by_job: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self.accepting = True
 
@@ -64,10 +63,9 @@ class JobConsumer:
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
-        for job_id in [j for j, t in self._by_job.items() if t is task]:
-            del self._by_job[job_id]
-            self._cancelled.discard(job_id)
+        ctx = self._running.pop(task, None)
+        if ctx is not None:
+            self._cancelled.discard(ctx.job_id)
 
     async def on_control(self, message: AbstractIncomingMessage) -> None:
         """Control fanout (no ack needed): ``{"action": "cancel", "job_id": ...}``."""
@@ -77,14 +75,14 @@ class JobConsumer:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed control message", body=message.body[:200])
             return
-        task = self._by_job.get(job_id)
-        if action == "cancel" and task is not None:
-            log.info("cancelling running job", job_id=job_id)
-            self._cancelled.add(job_id)
-            ctx = self._running.get(task)
-            if ctx is not None:
+        if action != "cancel":
+            return
+        for task, ctx in self._running.items():
+            if ctx is not None and ctx.job_id == job_id:
+                log.info("cancelling running job", job_id=job_id)
+                self._cancelled.add(job_id)
                 ctx.stop_requested.set()
-            task.cancel()
+                task.cancel()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         structlog.contextvars.bind_contextvars(worker=self._worker_id)
@@ -145,7 +143,6 @@ class JobConsumer:
         )
         task = asyncio.current_task()
         self._running[task] = ctx  # type: ignore[index]
-        self._by_job[job.id] = task  # type: ignore[assignment]
         log.info("attempt started", number=decision.attempt.number)
         try:
             spec = self._registry.get(job.type)

@@ -83,20 +83,10 @@ async def begin(
             return Skip(f"job already {job.status.value}")
         if job.cancel_requested_at is not None:
             # Cancelled while running in a worker that died or missed the signal.
-            now = utcnow()
-            attempts = job.attempts
+            attempts = None
             if job.open_attempt is not None:
                 attempts = _close_attempt(job, AttemptOutcome.CANCELLED, "cancelled")
-            cancelled = job.model_copy(
-                update={
-                    "status": JobStatus.CANCELLED,
-                    "attempts": attempts,
-                    "finished_at": now,
-                    "updated_at": now,
-                    "error": "cancelled by request",
-                }
-            )
-            if await store.compare_and_set(cancelled) is not None:
+            if await store.compare_and_set(job.cancelled(utcnow(), attempts)) is not None:
                 return Skip("cancellation requested; marked cancelled")
             continue
         if env.attempt != job.next_attempt:

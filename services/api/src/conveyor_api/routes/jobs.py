@@ -132,18 +132,7 @@ async def cancel_job(job_id: str, state: State) -> Response:
             )
         now = utcnow()
         if job.status in CANCELLABLE_STATUSES:
-            stored = await state.store.compare_and_set(
-                job.model_copy(
-                    update={
-                        "status": JobStatus.CANCELLED,
-                        "finished_at": now,
-                        "updated_at": now,
-                        "cancel_requested_at": now,
-                        "next_attempt_at": None,
-                        "error": "cancelled by request",
-                    }
-                )
-            )
+            stored = await state.store.compare_and_set(job.cancelled(now))
             if stored is not None:
                 log.info("job cancelled", job_id=job_id)
                 return JSONResponse(JobOut.of(stored).model_dump(mode="json"))
