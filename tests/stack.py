@@ -94,6 +94,26 @@ class Stack:
         await self.wait_log(proc, '"worker ready"')
         return proc
 
+    async def start_notifier(self, **overrides: Any) -> Proc:
+        proc = self._spawn("notifier", "conveyor_notifier.main", self.env(**overrides))
+        await self.wait_log(proc, '"notifier ready"')
+        return proc
+
+    async def deliveries(
+        self, job_id: str, count: int = 1, final: bool = True, timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        """``GET /v1/jobs/{id}/deliveries`` once it has ``count`` deliveries (all final)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = await self.client.get(f"/v1/jobs/{job_id}/deliveries")
+            assert resp.status_code == 200, resp.text
+            items: list[dict[str, Any]] = resp.json()
+            done = [d for d in items if d["status"] in {"delivered", "failed"} or not final]
+            if len(items) >= count and len(done) == len(items):
+                return items
+            assert time.monotonic() < deadline, f"deliveries not settled: {items}"
+            await asyncio.sleep(0.1)
+
     async def wait_log(self, proc: Proc, needle: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while needle not in proc.log():

@@ -20,7 +20,15 @@ from conveyor_kernel.topology import (
     dead_letter_exchange_name,
     delay_exchange_name,
     delay_queue_name,
+    deliveries_queue_name,
+    events_exchange_name,
     jobs_exchange_name,
+    notifier_dead_letter_exchange_name,
+    notifier_delay_exchange_name,
+    notifier_delay_queue_name,
+    notifier_events_queue_name,
+    notifier_exchange_name,
+    notifier_parking_lot_queue_name,
     parking_lot_queue_name,
     work_queue_name,
 )
@@ -45,11 +53,19 @@ def test_names_come_from_helpers(topo: Topology) -> None:
         dead_letter_exchange_name(NS),
         delay_exchange_name(NS),
         control_exchange_name(NS),
+        events_exchange_name(NS),
+        notifier_exchange_name(NS),
+        notifier_delay_exchange_name(NS),
+        notifier_dead_letter_exchange_name(NS),
     ]
     assert [q.name for q in topo.queues] == [
         work_queue_name(NS),
         parking_lot_queue_name(NS),
         *(delay_queue_name(NS, t) for t in DELAY_TIERS_S),
+        notifier_events_queue_name(NS),
+        deliveries_queue_name(NS),
+        notifier_parking_lot_queue_name(NS),
+        *(notifier_delay_queue_name(NS, t) for t in DELAY_TIERS_S),
     ]
     assert topo.jobs_exchange == jobs_exchange_name(NS)
     assert topo.work_queue == work_queue_name(NS)
@@ -72,11 +88,10 @@ def test_namespaces_do_not_collide() -> None:
 
 def test_exchanges_are_durable_direct(topo: Topology) -> None:
     for ex in topo.exchanges:
-        expected = (
-            aio_pika.ExchangeType.FANOUT
-            if ex.name == control_exchange_name(NS)
-            else aio_pika.ExchangeType.DIRECT
-        )
+        expected = {
+            control_exchange_name(NS): aio_pika.ExchangeType.FANOUT,
+            events_exchange_name(NS): aio_pika.ExchangeType.TOPIC,
+        }.get(ex.name, aio_pika.ExchangeType.DIRECT)
         assert ex.type == expected
         assert ex.durable
 
@@ -146,3 +161,26 @@ def test_delay_tiers_expire_back_into_the_work_exchange(topo: Topology) -> None:
         assert args["x-dead-letter-exchange"] == jobs_exchange_name(NS)
         assert args["x-dead-letter-routing-key"] == WORK_ROUTING_KEY
         assert q.bindings[0].exchange == delay_exchange_name(NS)
+
+
+def test_notifier_queues_dead_letter_to_their_parking_lot(topo: Topology) -> None:
+    for name in (notifier_events_queue_name(NS), deliveries_queue_name(NS)):
+        args = queue(topo, name).argument_dict()
+        assert args["x-dead-letter-exchange"] == notifier_dead_letter_exchange_name(NS)
+        assert args["x-dead-letter-routing-key"] == PARKING_ROUTING_KEY
+    parking = queue(topo, notifier_parking_lot_queue_name(NS))
+    assert parking.bindings == (
+        Binding(notifier_dead_letter_exchange_name(NS), PARKING_ROUTING_KEY),
+    )
+    events = queue(topo, notifier_events_queue_name(NS))
+    assert events.bindings == (Binding(events_exchange_name(NS), "job.*"),)
+
+
+def test_notifier_delay_tiers_expire_into_the_deliveries_queue(topo: Topology) -> None:
+    deliveries = queue(topo, deliveries_queue_name(NS))
+    (binding,) = deliveries.bindings
+    for tier in DELAY_TIERS_S:
+        args = queue(topo, notifier_delay_queue_name(NS, tier)).argument_dict()
+        assert args["x-message-ttl"] == tier * 1000
+        assert args["x-dead-letter-exchange"] == binding.exchange
+        assert args["x-dead-letter-routing-key"] == binding.routing_key

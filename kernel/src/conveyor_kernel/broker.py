@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -21,6 +22,7 @@ from pamqp.commands import Basic
 from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.model import JobEnvelope, utcnow
 from conveyor_kernel.topology import (
+    DELIVER_ROUTING_KEY,
     PARKING_ROUTING_KEY,
     WORK_ROUTING_KEY,
     Topology,
@@ -91,13 +93,57 @@ class Publisher:
 
     async def publish_job(self, envelope: JobEnvelope) -> None:
         """To the work queue, or through a delay tier if ``not_before`` is a second off."""
-        remaining = (envelope.not_before - utcnow()).total_seconds() if envelope.not_before else 0.0
+        await self._publish_due(
+            self._job_message(envelope),
+            envelope.not_before,
+            self._topology.jobs_exchange,
+            WORK_ROUTING_KEY,
+            self._topology.delay_exchange,
+        )
+
+    async def publish_event(self, body: bytes, event_type: str, event_id: str) -> None:
+        """A job event to the events topic exchange (routing key = event type)."""
+        message = aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=event_id,
+            type=event_type,
+        )
+        await self._publish(message, event_type, self._topology.events_exchange)
+
+    async def publish_delivery(
+        self, body: bytes, message_id: str, not_before: datetime | None
+    ) -> None:
+        """A notifier delivery task, now or through a notifier delay tier."""
+        message = aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message_id,
+        )
+        await self._publish_due(
+            message,
+            not_before,
+            self._topology.notifier_exchange,
+            DELIVER_ROUTING_KEY,
+            self._topology.notifier_delay_exchange,
+        )
+
+    async def _publish_due(
+        self,
+        message: aio_pika.Message,
+        not_before: datetime | None,
+        exchange: str,
+        routing_key: str,
+        delay_exchange: str,
+    ) -> None:
+        remaining = (not_before - utcnow()).total_seconds() if not_before else 0.0
         tier = delay_tier(remaining)
         if tier is None:
-            exchange, routing_key = self._topology.jobs_exchange, WORK_ROUTING_KEY
+            await self._publish(message, routing_key, exchange)
         else:
-            exchange, routing_key = self._topology.delay_exchange, delay_routing_key(tier)
-        await self._publish(self._job_message(envelope), routing_key, exchange)
+            await self._publish(message, delay_routing_key(tier), delay_exchange)
 
     async def park(self, body: bytes, reason: str, headers: dict[str, Any]) -> None:
         """Put a message in the parking lot with ``x-conveyor-reason`` (and more) headers."""

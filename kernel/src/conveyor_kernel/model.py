@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from conveyor_kernel.notify_spec import NotifySpec
+
 JOB_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
@@ -112,6 +114,9 @@ class JobSubmission(BaseModel):
     delay_s: float | None = Field(
         default=None, ge=0, le=MAX_SCHEDULE_S, description="Run this many seconds from now"
     )
+    notify: NotifySpec | None = Field(
+        default=None, description="Webhook and/or email to notify on job events"
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> JobSubmission:
@@ -178,6 +183,10 @@ class Job(BaseModel):
     dead_letter: DeadLetter | None = None
     budget_from: int = Field(default=0, description="Attempts before this index are forgiven")
     retry_of: str | None = None
+    notify: NotifySpec | None = None
+    emitted: list[str] = Field(
+        default_factory=list, description="Ids of the events its transitions produced"
+    )
     next_attempt: int = Field(default=1, description="Attempt number the next message carries")
     rev: int = Field(default=0, description="Optimistic-concurrency revision")
 
@@ -197,6 +206,7 @@ class Job(BaseModel):
             max_retries=sub.max_retries,
             timeout_s=sub.timeout_s if sub.timeout_s is not None else default_timeout_s,
             backoff=sub.backoff,
+            notify=sub.notify,
             created_at=now,
             updated_at=now,
             retry_of=retry_of,
@@ -213,6 +223,7 @@ class Job(BaseModel):
             max_retries=self.max_retries,
             timeout_s=self.timeout_s,
             backoff=self.backoff,
+            notify=self.notify,
         )
 
     @property

@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient, IndexModel
 
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.events import Events
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, utcnow
 from conveyor_kernel.store import Document, JobStore, create_missing_indexes, store_errors
@@ -153,13 +154,18 @@ async def run_relay(
     outbox: Outbox,
     publisher: Publisher,
     grace_s: float,
+    *,
+    events: Events | None = None,
     interval_s: float | None = None,
 ) -> None:
-    """Loop until cancelled; an outage is logged and retried next round."""
+    """Loop until cancelled (jobs' messages, then staged events); an outage is
+    logged and retried next round."""
     interval = interval_s if interval_s is not None else max(1.0, grace_s / 3)
     while True:
         try:
             await relay_once(store, outbox, publisher, grace_s)
+            if events is not None:
+                await events.relay_once(store, grace_s)
         except (BrokerUnavailableError, StoreUnavailableError) as exc:
             log.warning("outbox: relay round failed, will retry", error=str(exc))
         await asyncio.sleep(interval)

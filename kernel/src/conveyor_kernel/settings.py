@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,4 +43,15 @@ class ConveyorSettings(BaseSettings):
     )
     publish_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for a publisher confirm"
+    )
+    events_enabled: bool = Field(
+        default=True,
+        description="Publish job events for the notifier (off: no webhooks or emails at all)",
+    )
+    public_url: str = Field(
+        default="http://localhost:8000", description="Base URL of the API, for links in messages"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="whsec_... secret that signs per-job webhooks (subscriptions have their own)",
     )

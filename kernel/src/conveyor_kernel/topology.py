@@ -7,6 +7,7 @@ time, so running it at each process start is safe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from conveyor_kernel.model import MAX_PRIORITY
 
 WORK_ROUTING_KEY = "work"
 PARKING_ROUTING_KEY = "parking-lot"
+DELIVER_ROUTING_KEY = "deliver"
+EVENTS_BINDING_KEY = "job.*"
 
 # Delay tiers (seconds). A waiting message sits in the largest tier that does
 # not overshoot its due time; each tier queue has one fixed TTL, so a 1 s wait
@@ -62,6 +65,39 @@ def work_queue_name(namespace: str) -> str:
 
 def parking_lot_queue_name(namespace: str) -> str:
     return f"{namespace}.jobs.parking-lot"
+
+
+def events_exchange_name(namespace: str) -> str:
+    """Topic exchange of job events; the routing key is the event type (``job.failed``)."""
+    return f"{namespace}.events"
+
+
+def notifier_events_queue_name(namespace: str) -> str:
+    return f"{namespace}.notifier.events"
+
+
+def notifier_exchange_name(namespace: str) -> str:
+    return f"{namespace}.notifier"
+
+
+def deliveries_queue_name(namespace: str) -> str:
+    return f"{namespace}.notifier.deliveries"
+
+
+def notifier_delay_exchange_name(namespace: str) -> str:
+    return f"{namespace}.notifier.delay"
+
+
+def notifier_delay_queue_name(namespace: str, tier_s: int) -> str:
+    return f"{namespace}.notifier.delay.{delay_routing_key(tier_s)}"
+
+
+def notifier_dead_letter_exchange_name(namespace: str) -> str:
+    return f"{namespace}.notifier.dlx"
+
+
+def notifier_parking_lot_queue_name(namespace: str) -> str:
+    return f"{namespace}.notifier.parking-lot"
 
 
 @dataclass(frozen=True)
@@ -118,6 +154,96 @@ class Topology:
     def parking_lot_queue(self) -> str:
         return parking_lot_queue_name(self.namespace)
 
+    @property
+    def events_exchange(self) -> str:
+        return events_exchange_name(self.namespace)
+
+    @property
+    def notifier_events_queue(self) -> str:
+        return notifier_events_queue_name(self.namespace)
+
+    @property
+    def notifier_exchange(self) -> str:
+        return notifier_exchange_name(self.namespace)
+
+    @property
+    def notifier_delay_exchange(self) -> str:
+        return notifier_delay_exchange_name(self.namespace)
+
+    @property
+    def deliveries_queue(self) -> str:
+        return deliveries_queue_name(self.namespace)
+
+    @property
+    def notifier_dead_letter_exchange(self) -> str:
+        return notifier_dead_letter_exchange_name(self.namespace)
+
+    @property
+    def notifier_parking_lot_queue(self) -> str:
+        return notifier_parking_lot_queue_name(self.namespace)
+
+
+def _delay_queues(
+    name: Callable[[int], str], delay_x: str, target_x: str, target_key: str
+) -> tuple[QueueSpec, ...]:
+    """One queue per tier: fixed TTL, no consumers, expiry dead-letters to the target."""
+    return tuple(
+        QueueSpec(
+            name(tier),
+            bindings=(Binding(delay_x, delay_routing_key(tier)),),
+            arguments=(
+                ("x-queue-type", "classic"),
+                ("x-message-ttl", tier * 1000),
+                ("x-dead-letter-exchange", target_x),
+                ("x-dead-letter-routing-key", target_key),
+            ),
+        )
+        for tier in DELAY_TIERS_S
+    )
+
+
+def _notifier_part(namespace: str) -> tuple[tuple[ExchangeSpec, ...], tuple[QueueSpec, ...]]:
+    """Events and the notifier's queues. Declared by every service, so events
+    published while no notifier runs wait in ``<ns>.notifier.events``."""
+    events_x = events_exchange_name(namespace)
+    notifier_x = notifier_exchange_name(namespace)
+    delay_x = notifier_delay_exchange_name(namespace)
+    dlx = notifier_dead_letter_exchange_name(namespace)
+    dead_lettering = (
+        ("x-dead-letter-exchange", dlx),
+        ("x-dead-letter-routing-key", PARKING_ROUTING_KEY),
+    )
+    exchanges = (
+        ExchangeSpec(events_x, aio_pika.ExchangeType.TOPIC),
+        ExchangeSpec(notifier_x, aio_pika.ExchangeType.DIRECT),
+        ExchangeSpec(delay_x, aio_pika.ExchangeType.DIRECT),
+        ExchangeSpec(dlx, aio_pika.ExchangeType.DIRECT),
+    )
+    queues = (
+        QueueSpec(
+            notifier_events_queue_name(namespace),
+            bindings=(Binding(events_x, EVENTS_BINDING_KEY),),
+            arguments=(("x-queue-type", "classic"), *dead_lettering),
+        ),
+        QueueSpec(
+            deliveries_queue_name(namespace),
+            bindings=(Binding(notifier_x, DELIVER_ROUTING_KEY),),
+            arguments=(("x-queue-type", "classic"), *dead_lettering),
+        ),
+        QueueSpec(
+            notifier_parking_lot_queue_name(namespace),
+            bindings=(Binding(dlx, PARKING_ROUTING_KEY),),
+            arguments=(("x-queue-type", "classic"),),
+        ),
+        *_delay_queues(
+            lambda t: notifier_delay_queue_name(namespace, t),
+            delay_x,
+            notifier_x,
+            DELIVER_ROUTING_KEY,
+        ),
+    )
+    return exchanges, queues
+
 
 def build_topology(namespace: str) -> Topology:
     """The job topology.
@@ -130,23 +256,19 @@ def build_topology(namespace: str) -> Topology:
     ``<ns>.jobs.delay`` (direct) routes ``<tier>s`` to the tier queue
     ``<ns>.jobs.delay.<tier>s`` (fixed ``x-message-ttl``, no consumers); an
     expired message dead-letters back to ``<ns>.jobs`` / ``work``.
+
+    Job events go to ``<ns>.events`` (topic, key = event type) and wait in
+    ``<ns>.notifier.events``; the notifier turns each into deliveries on
+    ``<ns>.notifier.deliveries``, retried through ``<ns>.notifier.delay.<tier>s``;
+    rejected messages park in ``<ns>.notifier.parking-lot``.
     """
     jobs_x = jobs_exchange_name(namespace)
     dlx = dead_letter_exchange_name(namespace)
     delay_x = delay_exchange_name(namespace)
-    delay_queues = tuple(
-        QueueSpec(
-            delay_queue_name(namespace, tier),
-            bindings=(Binding(delay_x, delay_routing_key(tier)),),
-            arguments=(
-                ("x-queue-type", "classic"),
-                ("x-message-ttl", tier * 1000),
-                ("x-dead-letter-exchange", jobs_x),
-                ("x-dead-letter-routing-key", WORK_ROUTING_KEY),
-            ),
-        )
-        for tier in DELAY_TIERS_S
+    delay_queues = _delay_queues(
+        lambda t: delay_queue_name(namespace, t), delay_x, jobs_x, WORK_ROUTING_KEY
     )
+    notifier_exchanges, notifier_queues = _notifier_part(namespace)
     return Topology(
         namespace=namespace,
         exchanges=(
@@ -154,6 +276,7 @@ def build_topology(namespace: str) -> Topology:
             ExchangeSpec(dlx, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(delay_x, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(control_exchange_name(namespace), aio_pika.ExchangeType.FANOUT),
+            *notifier_exchanges,
         ),
         queues=(
             QueueSpec(
@@ -172,6 +295,7 @@ def build_topology(namespace: str) -> Topology:
                 arguments=(("x-queue-type", "classic"),),
             ),
             *delay_queues,
+            *notifier_queues,
         ),
     )
 

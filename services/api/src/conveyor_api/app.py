@@ -11,15 +11,17 @@ from fastapi import FastAPI
 from conveyor_api import problems
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware
-from conveyor_api.routes import batch, dead_letters, health, jobs, stats
+from conveyor_api.routes import batch, dead_letters, health, jobs, stats, webhooks
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.claims import Claims
 from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
 from conveyor_kernel.logs import get_logger
+from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready
@@ -41,13 +43,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
         outbox = Outbox(mongo, settings.mongodb_db)
         idempotency = IdempotencyKeys(mongo, settings.mongodb_db, settings.idempotency_ttl_s)
         claims = Claims(mongo, settings.mongodb_db)
-        for collection in (store, outbox, idempotency, claims):
+        subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
+        deliveries = DeliveryStore(mongo, settings.mongodb_db)
+        for collection in (store, outbox, idempotency, claims, subscriptions, deliveries):
             await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
         connection = await retry_until_ready(
             "rabbitmq", lambda: connect(settings.amqp_url, "conveyor-api publish"), BROKER_ERRORS
         )
         publisher = Publisher(connection, topology, settings.publish_timeout_s)
         await publisher.open()
+        events = await Events.open(mongo, settings, publisher)
         app.state.conveyor = AppState(
             settings=settings,
             registry=registry,
@@ -59,8 +64,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             publisher=publisher,
             connection=connection,
             metrics=metrics,
+            events=events,
+            subscriptions=subscriptions,
+            deliveries=deliveries,
         )
-        relay = asyncio.create_task(run_relay(store, outbox, publisher, settings.outbox_grace_s))
+        relay = asyncio.create_task(
+            run_relay(store, outbox, publisher, settings.outbox_grace_s, events=events)
+        )
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
             yield
@@ -86,6 +96,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(stats.router)
     app.include_router(dead_letters.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.add_middleware(
         BodySizeLimit,

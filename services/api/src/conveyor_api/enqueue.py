@@ -27,7 +27,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def check_types(state: AppState, subs: list[JobSubmission]) -> None:
+def check_submissions(state: AppState, subs: list[JobSubmission]) -> None:
     unknown = sorted({(i, s.type) for i, s in enumerate(subs) if s.type not in state.registry})
     if unknown:
         index, name = unknown[0]
@@ -38,6 +38,20 @@ def check_types(state: AppState, subs: list[JobSubmission]) -> None:
             f"unknown job type {name!r}",
             known_types=state.registry.names(),
             **extra,
+        )
+    hooked = [i for i, s in enumerate(subs) if s.notify and s.notify.webhook]
+    if hooked and state.settings.webhook_secret is None:
+        extra = {"index": hooked[0]} if len(subs) > 1 else {}
+        raise ApiError(
+            422,
+            "webhooks_not_configured",
+            "notify.webhook needs CONVEYOR_WEBHOOK_SECRET on the server to sign deliveries; "
+            "use a subscription (POST /v1/webhooks) instead",
+            **extra,
+        )
+    if not state.settings.events_enabled and any(s.notify for s in subs):
+        raise ApiError(
+            422, "events_disabled", "notify given but CONVEYOR_EVENTS_ENABLED is false here"
         )
 
 
@@ -52,7 +66,7 @@ async def enqueue(
     the jobs and entries are deleted and ``BrokerUnavailableError`` (503) is
     raised - a message that did get through finds no job and is skipped.
     """
-    check_types(state, subs)
+    check_submissions(state, subs)
     if not state.publisher.ready:
         raise BrokerUnavailableError("broker connection is not open")
     timeout = state.settings.default_job_timeout_s

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from conveyor_kernel.model import Attempt, Backoff, Job, JobStatus
+from conveyor_kernel.notify_spec import NotifySpec
 
 
 class JobOut(BaseModel):
@@ -29,6 +30,7 @@ class JobOut(BaseModel):
     next_attempt_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     retry_of: str | None = None
+    notify: NotifySpec | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:

@@ -12,7 +12,9 @@ from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.claims import Claims
+from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
+from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.registry import HandlerRegistry
 from conveyor_kernel.store import JobStore
@@ -31,6 +33,9 @@ class AppState:
     publisher: Publisher
     connection: AbstractRobustConnection
     metrics: ApiMetrics
+    events: Events
+    subscriptions: SubscriptionStore
+    deliveries: DeliveryStore
 
 
 def get_state(request: Request) -> AppState:

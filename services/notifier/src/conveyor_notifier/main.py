@@ -1,28 +1,121 @@
-"""Notifier process. Event consumption and delivery arrive with the notifier issue;
-for now it starts, logs that it has nothing to deliver, and stops cleanly on SIGTERM."""
+"""Notifier process: job events in, webhooks and emails out.
+
+Consumes ``<ns>.notifier.events`` (fan-out into deliveries) and
+``<ns>.notifier.deliveries`` (one attempt per message, retries through broker
+delay tiers). Stateless: run as many as needed side by side.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import httpx
+
+from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import configure_logging, get_logger
-from conveyor_kernel.runtime import stop_event
-from conveyor_kernel.settings import ConveyorSettings
+from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
+from conveyor_kernel.runtime import retry_until_ready, stop_event
+from conveyor_kernel.store import make_client
+from conveyor_kernel.topology import build_topology, declare
+from conveyor_notifier.delivery import Deliverer
+from conveyor_notifier.email import build_transport
+from conveyor_notifier.fanout import Fanout
+from conveyor_notifier.inflight import Inflight
+from conveyor_notifier.outcome import RetryPolicy
+from conveyor_notifier.settings import NotifierSettings
+from conveyor_notifier.webhook import WebhookSender
 
 log = get_logger(__name__)
+EVENTS_PREFETCH = 32
 
 
-async def run() -> None:
+def job_webhook_secrets(settings: NotifierSettings) -> list[str]:
+    current = [settings.webhook_secret] if settings.webhook_secret else []
+    return [s.get_secret_value() for s in (*current, *settings.webhook_previous_secrets)]
+
+
+async def run(settings: NotifierSettings) -> None:
     stop = stop_event()
-    log.info("notifier idle: no delivery channels are implemented yet")
+    topology = build_topology(settings.namespace)
+    mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-notifier")
+    deliveries = DeliveryStore(mongo, settings.mongodb_db)
+    subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
+    for collection in (deliveries, subscriptions):
+        await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
+    publish_conn = await retry_until_ready(
+        "rabbitmq", lambda: connect(settings.amqp_url, "conveyor-notifier publish"), BROKER_ERRORS
+    )
+    consume_conn = await connect(settings.amqp_url, "conveyor-notifier consume")
+    publisher = Publisher(publish_conn, topology, settings.publish_timeout_s)
+    await publisher.open()
+    http = httpx.AsyncClient(
+        follow_redirects=False,
+        trust_env=False,  # no proxy from the environment: requests go to checked addresses
+        limits=httpx.Limits(max_connections=settings.notify_concurrency * 2),
+    )
+    webhooks = WebhookSender(
+        http,
+        allowed=settings.notify_allowed_networks,
+        timeout_s=settings.webhook_timeout_s,
+        max_redirects=settings.webhook_max_redirects,
+    )
+    policy = RetryPolicy(
+        tuple(settings.notify_retry_schedule_s),
+        settings.notify_retry_jitter,
+        settings.notify_retry_after_max_s,
+    )
+    deliverer = Inflight(
+        Deliverer(
+            deliveries,
+            subscriptions,
+            publisher,
+            webhooks,
+            build_transport(settings, http),
+            policy=policy,
+            job_webhook_secrets=job_webhook_secrets(settings),
+        ).on_message
+    )
+    fanout = Inflight(Fanout(deliveries, subscriptions, publisher).on_message)
+
+    events_channel = await consume_conn.channel()
+    await events_channel.set_qos(prefetch_count=EVENTS_PREFETCH)
+    declared = await declare(events_channel, topology)
+    delivery_channel = await consume_conn.channel()
+    await delivery_channel.set_qos(prefetch_count=settings.notify_concurrency)
+    events_queue = declared.queues[topology.notifier_events_queue]
+    deliveries_queue = await delivery_channel.get_queue(topology.deliveries_queue)
+    events_tag = await events_queue.consume(fanout.on_message)
+    deliveries_tag = await deliveries_queue.consume(deliverer.on_message)
+    log.info(
+        "notifier ready",
+        events_queue=topology.notifier_events_queue,
+        deliveries_queue=topology.deliveries_queue,
+        concurrency=settings.notify_concurrency,
+        email_transport=settings.email_transport,
+        max_attempts=policy.max_attempts,
+    )
+
     await stop.wait()
+    log.info("shutting down: no new messages", in_flight=len(deliverer) + len(fanout))
+    with contextlib.suppress(*BROKER_ERRORS):
+        await events_queue.cancel(events_tag)
+        await deliveries_queue.cancel(deliveries_tag)
+    await fanout.drain(settings.notify_shutdown_grace_s)
+    await deliverer.drain(settings.notify_shutdown_grace_s)
+    for closable in (events_channel, delivery_channel, publisher, consume_conn, publish_conn):
+        with contextlib.suppress(*BROKER_ERRORS):
+            await closable.close()
+    await http.aclose()
+    await mongo.close()
     log.info("notifier stopped")
 
 
 def main() -> None:
-    settings = ConveyorSettings()
+    settings = NotifierSettings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run())
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

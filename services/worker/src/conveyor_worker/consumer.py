@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.events import Events
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
 from conveyor_kernel.outbox import Outbox, dispatch
@@ -39,12 +40,15 @@ class JobConsumer:
         self,
         store: JobStore,
         outbox: Outbox,
+        events: Events,
         publisher: Publisher,
         registry: HandlerRegistry,
+        *,
         worker_id: str,
     ) -> None:
         self._store = store
         self._outbox = outbox
+        self._events = events
         self._publisher = publisher
         self._registry = registry
         self._worker_id = worker_id
@@ -123,7 +127,7 @@ class JobConsumer:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)  # under the smallest tier (< 1 s)
         decision = await begin(
-            self._store, env, self._worker_id, redelivered=bool(message.redelivered)
+            self._store, self._events, env, self._worker_id, redelivered=bool(message.redelivered)
         )
         if not isinstance(decision, Run):
             log.info("skipping message", reason=decision.reason)
@@ -175,7 +179,9 @@ class JobConsumer:
         await self._settle(message.ack())
 
     async def _record(self, run: Run, outcome: Outcome) -> Job | None:
-        stored = await finish(self._store, self._outbox, run, outcome, _jitter.random())
+        stored = await finish(
+            self._store, self._outbox, self._events, run, outcome, rand=_jitter.random()
+        )
         log.info(
             "attempt finished",
             outcome=outcome.outcome.value,

@@ -10,6 +10,7 @@ import contextlib
 
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.events import Events
 from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
@@ -38,17 +39,20 @@ async def run(settings: WorkerSettings) -> None:
     consume_conn = await connect(settings.amqp_url, f"{name} consume")
     publisher = Publisher(publish_conn, topology, settings.publish_timeout_s)
     await publisher.open()
+    events = await Events.open(mongo, settings, publisher)
     channel = await consume_conn.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
-    consumer = JobConsumer(store, outbox, publisher, registry, settings.worker_id)
+    consumer = JobConsumer(store, outbox, events, publisher, registry, worker_id=settings.worker_id)
     tag = await queue.consume(consumer.on_message)
     # A private queue on the control fanout: cancellation of jobs running here.
     control = await channel.declare_queue(exclusive=True, auto_delete=True)
     await control.bind(declared.exchanges[topology.control_exchange])
     await control.consume(consumer.on_control, no_ack=True)
-    relay = asyncio.create_task(run_relay(store, outbox, publisher, settings.outbox_grace_s))
+    relay = asyncio.create_task(
+        run_relay(store, outbox, publisher, settings.outbox_grace_s, events=events)
+    )
     log.info(
         "worker ready",
         worker=settings.worker_id,

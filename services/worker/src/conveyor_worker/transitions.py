@@ -3,7 +3,9 @@
 ``begin`` decides whether a delivered message should run (and records the
 attempt); ``finish`` records its outcome and says whether a retry must be
 published. Both re-read and retry when another writer got there first, so a
-redelivered or duplicated message is harmless.
+redelivered or duplicated message is harmless. A transition that ends an
+attempt stages its job event before the write and publishes it after
+(:mod:`conveyor_kernel.events`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from conveyor_kernel.events import Events
 from conveyor_kernel.model import (
     Attempt,
     AttemptOutcome,
@@ -72,8 +75,17 @@ def _close_attempt(
     return attempts
 
 
+async def _commit(store: JobStore, events: Events, job: Job) -> Job | None:
+    """CAS ``job`` with its event staged first; publish the event if the CAS won."""
+    staged = await events.stage(job)
+    stored = await store.compare_and_set(staged)
+    if stored is not None:
+        await events.publish(stored)
+    return stored
+
+
 async def begin(
-    store: JobStore, env: JobEnvelope, worker_id: str, *, redelivered: bool
+    store: JobStore, events: Events, env: JobEnvelope, worker_id: str, *, redelivered: bool
 ) -> Run | Skip:
     for _ in range(MAX_CAS_ROUNDS):
         job = await store.get(env.job_id)
@@ -86,7 +98,7 @@ async def begin(
             attempts = None
             if job.open_attempt is not None:
                 attempts = _close_attempt(job, AttemptOutcome.CANCELLED, "cancelled")
-            if await store.compare_and_set(job.cancelled(utcnow(), attempts)) is not None:
+            if await _commit(store, events, job.cancelled(utcnow(), attempts)) is not None:
                 return Skip("cancellation requested; marked cancelled")
             continue
         if env.attempt != job.next_attempt:
@@ -112,7 +124,7 @@ async def begin(
                     "updated_at": now,
                 }
             )
-            stored = await store.compare_and_set(failed)
+            stored = await _commit(store, events, failed)
             if stored is not None:
                 return Skip("retries exhausted by lost attempts; marked failed", parked=stored)
             continue
@@ -133,7 +145,7 @@ async def begin(
 
 
 async def finish(
-    store: JobStore, outbox: Outbox, run: Run, outcome: Outcome, rand: float
+    store: JobStore, outbox: Outbox, events: Events, run: Run, outcome: Outcome, *, rand: float
 ) -> Job | None:
     """Record ``outcome``; returns the stored job, or ``None`` if nothing was recorded.
 
@@ -192,7 +204,7 @@ async def finish(
                     "next_attempt": job.next_attempt + 1,
                     "next_attempt_at": now + timedelta(seconds=delay),
                 }
-        stored = await store.compare_and_set(job.model_copy(update=update))
+        stored = await _commit(store, events, job.model_copy(update=update))
         if stored is not None:
             return stored
         job = await store.get(job.id)

@@ -1,0 +1,202 @@
+"""One delivery attempt per message: send, record the attempt, schedule the next.
+
+The message is acked only after the attempt is recorded and, for a retry, the
+next attempt's message is confirmed by the broker (through a delay tier). A
+notifier killed mid-delivery leaves the message unacked: the broker redelivers
+it and the attempt runs again (receivers de-duplicate on ``webhook-id``). If it
+dies after recording a retry but before publishing it, the redelivered message
+finds the delivery one attempt ahead and publishes the missing one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import datetime
+from typing import Literal
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conveyor_kernel.broker import Publisher
+from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.events import JobEvent
+from conveyor_kernel.logs import get_logger
+from conveyor_kernel.model import utcnow
+from conveyor_kernel.notifications import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    DeliveryStore,
+    SubscriptionStore,
+)
+from conveyor_kernel.topology import delay_tier
+from conveyor_notifier.email import EmailTransport, Templates
+from conveyor_notifier.inflight import settle
+from conveyor_notifier.outcome import AttemptResult, RetryPolicy, record
+from conveyor_notifier.webhook import WebhookSender
+
+log = get_logger(__name__)
+_jitter = random.SystemRandom()  # retry jitter, not crypto
+OUTAGE_BACKOFF_S = 1.0
+
+
+class DeliveryMessage(BaseModel):
+    """The versioned body of a message on ``<ns>.notifier.deliveries``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    delivery_id: str = Field(min_length=1, max_length=300)
+    attempt: int = Field(ge=1)
+    not_before: datetime | None = None
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.delivery_id}#{self.attempt}"
+
+
+class Deliverer:
+    def __init__(
+        self,
+        deliveries: DeliveryStore,
+        subscriptions: SubscriptionStore,
+        publisher: Publisher,
+        webhooks: WebhookSender,
+        email: EmailTransport,
+        *,
+        policy: RetryPolicy,
+        job_webhook_secrets: list[str],
+    ) -> None:
+        self._deliveries = deliveries
+        self._subscriptions = subscriptions
+        self._publisher = publisher
+        self._webhooks = webhooks
+        self._email = email
+        self._templates = Templates()
+        self._policy = policy
+        self._job_secrets = job_webhook_secrets
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            msg = DeliveryMessage.model_validate_json(message.body)
+        except ValidationError:
+            log.warning("not a delivery message; parking it", message_id=message.message_id)
+            await settle(message.reject(requeue=False))
+            return
+        try:
+            await self._process(message, msg)
+        except (StoreUnavailableError, BrokerUnavailableError) as exc:
+            log.warning(
+                "delivery interrupted; requeueing", delivery=msg.delivery_id, error=str(exc)
+            )
+            await asyncio.sleep(OUTAGE_BACKOFF_S)
+            await settle(message.nack(requeue=True))
+
+    async def _process(self, message: AbstractIncomingMessage, msg: DeliveryMessage) -> None:
+        if msg.not_before is not None:
+            wait_s = (msg.not_before - utcnow()).total_seconds()
+            if delay_tier(wait_s) is not None:  # back early from a tier: round again
+                await self._publish(msg)
+                await settle(message.ack())
+                return
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+        delivery = await self._deliveries.get(msg.delivery_id)
+        if delivery is None or delivery.status.final:
+            await settle(message.ack())
+            return
+        if msg.attempt != delivery.next_attempt:
+            if (
+                delivery.status is DeliveryStatus.RETRYING
+                and msg.attempt == delivery.next_attempt - 1
+            ):
+                await self._schedule(delivery)  # we died between recording and publishing
+            await settle(message.ack())
+            return
+        started = utcnow()
+        clock = time.perf_counter()
+        result = await self._attempt(delivery)
+        latency_ms = (time.perf_counter() - clock) * 1000
+        updated = record(
+            delivery,
+            result,
+            started=started,
+            finished=utcnow(),
+            latency_ms=latency_ms,
+            policy=self._policy,
+            rand=_jitter.random(),
+        )
+        stored = await self._deliveries.compare_and_set(updated)
+        if stored is None:
+            log.warning("delivery changed under us; dropping this attempt", delivery=delivery.id)
+            await settle(message.ack())
+            return
+        if result.gone and delivery.subscription_id:
+            await self._subscriptions.update(
+                delivery.subscription_id,
+                {"enabled": False, "disabled_reason": f"410 Gone at {started.isoformat()}"},
+            )
+            log.warning("subscription disabled: 410 Gone", subscription=delivery.subscription_id)
+        log.info(
+            "delivery attempt",
+            delivery=stored.id,
+            job_id=stored.job_id,
+            channel=stored.channel.value,
+            attempt=msg.attempt,
+            status=stored.status.value,
+            status_code=result.status_code,
+            error=result.error,
+            latency_ms=round(latency_ms, 1),
+            next_attempt_at=stored.next_attempt_at.isoformat() if stored.next_attempt_at else None,
+        )
+        if stored.status is DeliveryStatus.RETRYING:
+            await self._schedule(stored)
+        await settle(message.ack())
+
+    async def _schedule(self, delivery: Delivery) -> None:
+        await self._publish(
+            DeliveryMessage(
+                delivery_id=delivery.id,
+                attempt=delivery.next_attempt,
+                not_before=delivery.next_attempt_at,
+            )
+        )
+
+    async def _publish(self, msg: DeliveryMessage) -> None:
+        await self._publisher.publish_delivery(
+            msg.model_dump_json().encode(), msg.message_id, msg.not_before
+        )
+
+    async def _attempt(self, delivery: Delivery) -> AttemptResult:
+        """Every channel's failure lands here as a result; a surprise is retryable."""
+        try:
+            event = JobEvent.model_validate_json(delivery.event)
+            if delivery.channel is Channel.EMAIL:
+                recipients = [r.strip() for r in delivery.destination.split(",")]
+                mail = self._templates.render(event)
+                return await self._email.send(recipients, mail, event.id)
+            secrets = await self._secrets(delivery)
+            if isinstance(secrets, AttemptResult):
+                return secrets
+            return await self._webhooks.send(
+                delivery.destination, event.id, event.webhook_body(), secrets
+            )
+        except (StoreUnavailableError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # one wrapper for the unexpected: log it, retry later
+            log.exception("delivery attempt crashed", delivery=delivery.id)
+            return AttemptResult.retry(f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _secrets(self, delivery: Delivery) -> list[str] | AttemptResult:
+        if delivery.subscription_id is None:
+            if not self._job_secrets:
+                return AttemptResult.permanent("CONVEYOR_WEBHOOK_SECRET is not set")
+            return self._job_secrets
+        sub = await self._subscriptions.get(delivery.subscription_id)
+        if sub is None:
+            return AttemptResult.permanent("subscription deleted")
+        if not sub.enabled:
+            return AttemptResult.permanent(f"subscription disabled: {sub.disabled_reason}")
+        return sub.signing_secrets(utcnow())

@@ -1,0 +1,71 @@
+"""``/v1/webhooks`` and notify validation (no notifier needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_webhook_subscription_crud(stack: Stack) -> None:
+    client = await stack.start_api()
+    resp = await client.post("/v1/webhooks", json={"url": "https://example.com/hook"})
+    assert resp.status_code == 201
+    created = resp.json()
+    assert created["events"] == ["job.completed", "job.failed", "job.retrying", "job.cancelled"]
+    assert created["enabled"] is True
+    listed = (await client.get("/v1/webhooks")).json()
+    assert [w["id"] for w in listed] == [created["id"]]
+    assert "secret" not in listed[0]
+    patched = await client.patch(
+        f"/v1/webhooks/{created['id']}", json={"events": ["job.failed"], "enabled": False}
+    )
+    assert patched.json()["events"] == ["job.failed"]
+    assert patched.json()["enabled"] is False
+    assert (await client.delete(f"/v1/webhooks/{created['id']}")).status_code == 204
+    missing = await client.get(f"/v1/webhooks/{created['id']}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "webhook_not_found"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://example.com/x"},
+        {"url": "https://user:pw@example.com/x"},
+        {"url": "https://example.com/x", "events": ["job.exploded"]},
+        {"url": "https://example.com/x", "events": []},
+    ],
+)
+async def test_bad_subscriptions_are_422(stack: Stack, body: dict[str, object]) -> None:
+    client = await stack.start_api()
+    resp = await client.post("/v1/webhooks", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "validation_error"
+
+
+async def test_job_webhook_needs_a_signing_secret(stack: Stack) -> None:
+    client = await stack.start_api()
+    resp = await client.post(
+        "/v1/jobs", json={"type": "echo", "notify": {"webhook": {"url": "https://example.com"}}}
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "webhooks_not_configured"
+
+
+async def test_bad_email_is_422(stack: Stack) -> None:
+    client = await stack.start_api()
+    resp = await client.post(
+        "/v1/jobs", json={"type": "echo", "notify": {"email": {"to": ["not-an-address"]}}}
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "validation_error"
+
+
+async def test_deliveries_of_unknown_job_is_404(stack: Stack) -> None:
+    client = await stack.start_api()
+    resp = await client.get("/v1/jobs/nope/deliveries")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "job_not_found"
