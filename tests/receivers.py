@@ -76,7 +76,7 @@ class Mailbox:
         assert isinstance(parsed, EmailMessage)
         self.messages.append((envelope, parsed))
         if session.authenticated:
-            self.logins.append(session.login_data)
+            self.logins.append(session.auth_data)
         return "250 OK"
 
     async def wait_for(
