@@ -164,14 +164,19 @@ class Stack:
         )
 
 
+async def next_message(amqp: Any, queue_name: str, timeout: float = 5) -> Any:
+    """The next message in ``queue_name`` (waits up to ``timeout``)."""
+    channel = await amqp.channel()
+    queue = await channel.get_queue(queue_name)
+    deadline = time.monotonic() + timeout
+    while (message := await queue.get(no_ack=True, fail=False)) is None:
+        assert time.monotonic() < deadline, f"nothing arrived in {queue_name}"
+        await asyncio.sleep(0.05)
+    return message
+
+
 async def next_parked(amqp: Any, namespace: str, timeout: float = 5) -> Any:
     """The next message in the namespace's parking-lot queue (waits up to ``timeout``)."""
     from conveyor_kernel.topology import build_topology
 
-    channel = await amqp.channel()
-    queue = await channel.get_queue(build_topology(namespace).parking_lot_queue)
-    deadline = time.monotonic() + timeout
-    while (message := await queue.get(no_ack=True, fail=False)) is None:
-        assert time.monotonic() < deadline, "nothing arrived in the parking lot"
-        await asyncio.sleep(0.1)
-    return message
+    return await next_message(amqp, build_topology(namespace).parking_lot_queue, timeout)

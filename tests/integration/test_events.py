@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import aio_pika
 import pytest
@@ -15,19 +14,13 @@ from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import build_topology
 from tests.infra import Infra
-from tests.stack import Stack
+from tests.stack import Stack, next_message
 
 pytestmark = pytest.mark.integration
 
 
 async def next_event(amqp: aio_pika.abc.AbstractConnection, namespace: str, timeout: float = 10):
-    channel = await amqp.channel()
-    queue = await channel.get_queue(build_topology(namespace).notifier_events_queue)
-    deadline = time.monotonic() + timeout
-    while (message := await queue.get(no_ack=True, fail=False)) is None:
-        assert time.monotonic() < deadline, "no event arrived"
-        await asyncio.sleep(0.05)
-    return message
+    return await next_message(amqp, build_topology(namespace).notifier_events_queue, timeout)
 
 
 async def test_staged_event_is_relayed_only_if_its_transition_landed(
@@ -79,7 +72,7 @@ async def test_events_can_be_switched_off(stack: Stack, amqp) -> None:
     await stack.start_worker(events_enabled="false")
     job = await stack.submit("echo")
     await stack.wait_job(job["id"])
-    with pytest.raises(AssertionError, match="no event"):
+    with pytest.raises(AssertionError, match="nothing arrived"):
         await next_event(amqp, stack.namespace, timeout=1)
     resp = await stack.client.post(
         "/v1/jobs", json={"type": "echo", "notify": {"email": {"to": ["a@example.com"]}}}

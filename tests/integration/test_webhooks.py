@@ -9,14 +9,16 @@ import threading
 import time
 from typing import Any
 
+import aio_pika
 import pytest
 from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 from werkzeug import Request, Response
 
 from conveyor_kernel.notifications import new_secret
+from conveyor_kernel.topology import build_topology
 from tests.receivers import Receiver
-from tests.stack import Stack
+from tests.stack import Stack, next_message
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,38 @@ async def test_cancelled_queued_job_notifies(stack: Stack, httpserver: HTTPServe
     (request,) = await receiver.wait_for(1)
     assert json.loads(request.body)["type"] == "job.cancelled"
     Webhook(SECRET).verify(request.body, request.headers)
+
+
+async def test_slow_receiver_times_out_and_is_retried(stack: Stack, httpserver: HTTPServer):
+    def slow(_: Request) -> Response:
+        time.sleep(1.5)
+        return Response("too late", 200)
+
+    receiver = Receiver(httpserver, replies=[slow])
+    await start(stack, webhook_timeout_s="0.5")
+    job = await stack.submit("echo", notify=hook(receiver.url))
+    (delivery,) = await stack.deliveries(job["id"])
+    *timed_out, last = delivery["attempts"]
+    assert timed_out  # the receiver is single-threaded: a retry may hit it while it stalls
+    for attempt in timed_out:
+        assert attempt["status_code"] is None
+        assert attempt["error"] == "timed out after 0.5 s"
+        assert attempt["outcome"] == "retrying"
+    assert last["status_code"] == 200
+    assert delivery["status"] == "delivered"
+
+
+async def test_malformed_notifier_messages_are_parked(stack: Stack, amqp) -> None:
+    await stack.start_api()
+    await stack.start_notifier()
+    topology = build_topology(stack.namespace)
+    channel = await amqp.channel()
+    for exchange, key in (
+        (topology.events_exchange, "job.completed"),
+        (topology.notifier_exchange, "deliver"),
+    ):
+        target = await channel.get_exchange(exchange)
+        await target.publish(aio_pika.Message(b"not json", message_id="junk"), routing_key=key)
+    first = await next_message(amqp, topology.notifier_parking_lot_queue)
+    second = await next_message(amqp, topology.notifier_parking_lot_queue)
+    assert first.body == second.body == b"not json"
