@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: install infra-up infra-down infra-status run test test-unit lint fmt bench clean
+.PHONY: install infra-up infra-down infra-status run test test-unit lint validate-deploy fmt bench clean
 
 install:            ## install Python deps from the lock file (and uv itself if missing)
 	@scripts/bootstrap.sh
@@ -30,6 +30,11 @@ lint: install       ## ruff + mypy strict
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen mypy
+
+validate-deploy: install  ## check compose, k8s, Prometheus and Grafana files offline
+	@scripts/infra.sh tools
+	@$(UV) run --frozen python scripts/rabbitmq_definitions.py --check
+	@$(UV) run --frozen python scripts/validate_deploy.py
 
 fmt: install
 	@$(UV) run --frozen ruff format .

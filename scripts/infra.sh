@@ -50,6 +50,26 @@ apt_install() {
     "${missing[@]}" >/dev/null
 }
 
+# Packages whose Debian scripts would start a system service (prometheus):
+# policy-rc.d tells invoke-rc.d not to; tests run their own instances.
+apt_install_no_start() {
+  local policy=/usr/sbin/policy-rc.d created=""
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    created=1
+  fi
+  apt_install "$@"
+  [[ -z $created ]] || $sudo rm -f "$policy"
+}
+
+# ------------------------------------------------------------- Prometheus
+# promtool checks configs, rules and expositions; the server runs in one test.
+prometheus_tools() {
+  command -v promtool >/dev/null || apt_install_no_start prometheus
+}
+
 # ---------------------------------------------------------------- RabbitMQ
 rabbit_running() { rabbitmqctl -q status >/dev/null 2>&1 && port_open "$AMQP_PORT"; }
 
@@ -165,6 +185,7 @@ cmd="${1:-status}"
 mkdir -p "$STATE"
 case "$cmd" in
   up)
+    prometheus_tools
     if docker_engine; then
       log "docker engine found: docker compose up -d rabbitmq mongo"
       docker compose -f "$ROOT/docker-compose.yml" up -d --wait rabbitmq mongo
@@ -191,5 +212,8 @@ case "$cmd" in
   build)
     ferret_build
     ;;
-  *) die "usage: $0 up|down|status|build" ;;
+  tools)
+    prometheus_tools
+    ;;
+  *) die "usage: $0 up|down|status|build|tools" ;;
 esac

@@ -73,6 +73,7 @@ class Infra:
     kind: str
     broker: BrokerControl
     database: BrokerControl | None = None
+    management_url: str = "http://guest:guest@127.0.0.1:15672"  # RabbitMQ HTTP API
     _cleanup: list[object] = field(default_factory=list)
 
     def close(self) -> None:
@@ -108,7 +109,12 @@ def _containers() -> Infra:
     from testcontainers.rabbitmq import RabbitMqContainer
 
     amqp_port = free_port()  # fixed host port so a restarted broker comes back on it
-    rabbit = RabbitMqContainer("rabbitmq:3.13-management").with_bind_ports(5672, amqp_port)
+    management_port = free_port()
+    rabbit = (
+        RabbitMqContainer("rabbitmq:3.13-management")
+        .with_bind_ports(5672, amqp_port)
+        .with_bind_ports(15672, management_port)
+    )
     mongo = MongoDbContainer("mongo:7").with_bind_ports(27017, free_port())
     rabbit.start()
     mongo.start()
@@ -116,6 +122,7 @@ def _containers() -> Infra:
         amqp_url=f"amqp://guest:guest@127.0.0.1:{amqp_port}/",
         mongodb_url=mongo.get_connection_url(),
         kind="testcontainers",
+        management_url=f"http://guest:guest@127.0.0.1:{management_port}",
         broker=ContainerBroker(rabbit.get_wrapped_container().id),
         database=ContainerBroker(mongo.get_wrapped_container().id),
         _cleanup=[mongo, rabbit],

@@ -24,6 +24,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    metrics_port: int | None = None  # workers and notifiers: /metrics, /healthz, /readyz
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -90,12 +91,16 @@ class Stack:
 
     async def start_worker(self, **overrides: Any) -> Proc:
         overrides.setdefault("worker_id", f"w{len(self.procs)}")
+        overrides.setdefault("metrics_port", free_port())
         proc = self._spawn("worker", "conveyor_worker.main", self.env(**overrides))
+        proc.metrics_port = int(overrides["metrics_port"])
         await self.wait_log(proc, '"worker ready"')
         return proc
 
     async def start_notifier(self, **overrides: Any) -> Proc:
+        overrides.setdefault("metrics_port", free_port())
         proc = self._spawn("notifier", "conveyor_notifier.main", self.env(**overrides))
+        proc.metrics_port = int(overrides["metrics_port"])
         await self.wait_log(proc, '"notifier ready"')
         return proc
 

@@ -197,9 +197,13 @@ class QueueStats:
 
 
 async def queue_stats(channel: AbstractChannel, queue_name: str) -> QueueStats:
-    """Depth and consumer count of a queue (passive declare; the queue must exist)."""
-    queue = await channel.declare_queue(queue_name, passive=True)
-    result = queue.declaration_result
+    """Depth and consumer count of a queue (passive declare; the queue must exist).
+
+    The declare goes to the underlying channel: a robust channel answers a
+    passive ``declare_queue`` of a known queue from its cache, with stale counts.
+    """
+    underlay = await channel.get_underlay_channel()
+    result = await underlay.queue_declare(queue=queue_name, passive=True)
     return QueueStats(
         name=queue_name,
         messages=result.message_count or 0,

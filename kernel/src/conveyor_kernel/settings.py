@@ -44,6 +44,10 @@ class ConveyorSettings(BaseSettings):
     publish_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for a publisher confirm"
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of /metrics, /healthz, /readyz (workers, notifiers)",
+    )
     events_enabled: bool = Field(
         default=True,
         description="Publish job events for the notifier (off: no webhooks or emails at all)",

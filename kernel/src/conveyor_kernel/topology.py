@@ -175,10 +175,6 @@ class Topology:
         return deliveries_queue_name(self.namespace)
 
     @property
-    def notifier_dead_letter_exchange(self) -> str:
-        return notifier_dead_letter_exchange_name(self.namespace)
-
-    @property
     def notifier_parking_lot_queue(self) -> str:
         return notifier_parking_lot_queue_name(self.namespace)
 

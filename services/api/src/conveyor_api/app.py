@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from conveyor_api import problems
 from conveyor_api.limits import BodySizeLimit
-from conveyor_api.metrics import ApiMetrics, MetricsMiddleware
+from conveyor_api.metrics import ApiMetrics, MetricsMiddleware, watch_queues
 from conveyor_api.routes import batch, dead_letters, health, jobs, stats, webhooks
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
@@ -68,6 +68,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             subscriptions=subscriptions,
             deliveries=deliveries,
         )
+        background = []
+        if settings.queue_metrics_interval_s:
+            background.append(
+                asyncio.create_task(
+                    watch_queues(connection, topology, metrics, settings.queue_metrics_interval_s)
+                )
+            )
         relay = asyncio.create_task(
             run_relay(store, outbox, publisher, settings.outbox_grace_s, events=events)
         )
@@ -75,9 +82,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            for task in (relay, *background):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(*BROKER_ERRORS):
                 await publisher.close()
                 await connection.close()

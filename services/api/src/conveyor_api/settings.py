@@ -16,4 +16,7 @@ class ApiSettings(ConveyorSettings):
     max_batch_request_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest body of POST /v1/jobs/batch"
     )
+    queue_metrics_interval_s: float = Field(
+        default=5.0, ge=0, description="How often /metrics' queue gauges are read (0: never)"
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")

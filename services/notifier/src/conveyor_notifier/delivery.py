@@ -16,6 +16,7 @@ import time
 from datetime import datetime
 from typing import Literal
 
+import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +35,7 @@ from conveyor_kernel.notifications import (
 from conveyor_kernel.topology import delay_tier
 from conveyor_notifier.email import EmailTransport, Templates
 from conveyor_notifier.inflight import settle
+from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import AttemptResult, RetryPolicy, record
 from conveyor_notifier.webhook import WebhookSender
 
@@ -68,7 +70,9 @@ class Deliverer:
         *,
         policy: RetryPolicy,
         job_webhook_secrets: list[str],
+        metrics: NotifierMetrics,
     ) -> None:
+        self._metrics = metrics
         self._deliveries = deliveries
         self._subscriptions = subscriptions
         self._publisher = publisher
@@ -85,6 +89,7 @@ class Deliverer:
             log.warning("not a delivery message; parking it", message_id=message.message_id)
             await settle(message.reject(requeue=False))
             return
+        structlog.contextvars.bind_contextvars(delivery=msg.delivery_id, attempt=msg.attempt)
         try:
             await self._process(message, msg)
         except (StoreUnavailableError, BrokerUnavailableError) as exc:
@@ -107,6 +112,9 @@ class Deliverer:
         if delivery is None or delivery.status.final:
             await settle(message.ack())
             return
+        structlog.contextvars.bind_contextvars(
+            job_id=delivery.job_id, event_id=delivery.event_id, channel=delivery.channel.value
+        )
         if msg.attempt != delivery.next_attempt:
             if (
                 delivery.status is DeliveryStatus.RETRYING
@@ -133,7 +141,9 @@ class Deliverer:
             log.warning("delivery changed under us; dropping this attempt", delivery=delivery.id)
             await settle(message.ack())
             return
+        self._metrics.attempt(stored, latency_ms / 1000)
         if result.gone and delivery.subscription_id:
+            self._metrics.disabled.inc()
             await self._subscriptions.update(
                 delivery.subscription_id,
                 {"enabled": False, "disabled_reason": f"410 Gone at {started.isoformat()}"},
@@ -141,10 +151,6 @@ class Deliverer:
             log.warning("subscription disabled: 410 Gone", subscription=delivery.subscription_id)
         log.info(
             "delivery attempt",
-            delivery=stored.id,
-            job_id=stored.job_id,
-            channel=stored.channel.value,
-            attempt=msg.attempt,
             status=stored.status.value,
             status_code=result.status_code,
             error=result.error,

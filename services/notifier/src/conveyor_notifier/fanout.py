@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
@@ -26,6 +27,7 @@ from conveyor_kernel.notifications import (
 )
 from conveyor_notifier.delivery import DeliveryMessage
 from conveyor_notifier.inflight import settle
+from conveyor_notifier.metrics import NotifierMetrics
 
 log = get_logger(__name__)
 OUTAGE_BACKOFF_S = 1.0
@@ -33,8 +35,13 @@ OUTAGE_BACKOFF_S = 1.0
 
 class Fanout:
     def __init__(
-        self, deliveries: DeliveryStore, subscriptions: SubscriptionStore, publisher: Publisher
+        self,
+        deliveries: DeliveryStore,
+        subscriptions: SubscriptionStore,
+        publisher: Publisher,
+        metrics: NotifierMetrics,
     ) -> None:
+        self._metrics = metrics
         self._deliveries = deliveries
         self._subscriptions = subscriptions
         self._publisher = publisher
@@ -79,6 +86,9 @@ class Fanout:
             )
             await settle(message.reject(requeue=False))
             return
+        structlog.contextvars.bind_contextvars(
+            job_id=event.job.id, type=event.job.type, event_id=event.id
+        )
         try:
             published = await self._fan_out(event)
         except (StoreUnavailableError, BrokerUnavailableError) as exc:
@@ -88,13 +98,8 @@ class Fanout:
             await asyncio.sleep(OUTAGE_BACKOFF_S)
             await settle(message.nack(requeue=True))
             return
-        log.info(
-            "event fanned out",
-            event_id=event.id,
-            event_type=event.type.value,
-            job_id=event.job.id,
-            deliveries=published,
-        )
+        self._metrics.events.labels(event.type.value).inc()
+        log.info("event fanned out", event_type=event.type.value, deliveries=published)
         await settle(message.ack())
 
     async def _fan_out(self, event: JobEvent) -> int:

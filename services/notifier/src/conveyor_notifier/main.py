@@ -16,6 +16,7 @@ from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
+from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.runtime import retry_until_ready, stop_event
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology, declare
@@ -23,6 +24,7 @@ from conveyor_notifier.delivery import Deliverer
 from conveyor_notifier.email import build_transport
 from conveyor_notifier.fanout import Fanout
 from conveyor_notifier.inflight import Inflight
+from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import RetryPolicy
 from conveyor_notifier.settings import NotifierSettings
 from conveyor_notifier.webhook import WebhookSender
@@ -61,6 +63,7 @@ async def run(settings: NotifierSettings) -> None:
         timeout_s=settings.webhook_timeout_s,
         max_redirects=settings.webhook_max_redirects,
     )
+    metrics = NotifierMetrics()
     policy = RetryPolicy(
         tuple(settings.notify_retry_schedule_s),
         settings.notify_retry_jitter,
@@ -75,9 +78,18 @@ async def run(settings: NotifierSettings) -> None:
             build_transport(settings, http),
             policy=policy,
             job_webhook_secrets=job_webhook_secrets(settings),
+            metrics=metrics,
         ).on_message
     )
-    fanout = Inflight(Fanout(deliveries, subscriptions, publisher).on_message)
+    fanout = Inflight(Fanout(deliveries, subscriptions, publisher, metrics).on_message)
+    metrics.in_flight.set_function(lambda: len(deliverer) + len(fanout))
+    ops = await OpsServer.serve(
+        metrics.registry,
+        [publish_conn, consume_conn],
+        mongo,
+        settings.metrics_host,
+        settings.metrics_port,
+    )
 
     events_channel = await consume_conn.channel()
     await events_channel.set_qos(prefetch_count=EVENTS_PREFETCH)
@@ -108,6 +120,8 @@ async def run(settings: NotifierSettings) -> None:
         with contextlib.suppress(*BROKER_ERRORS):
             await closable.close()
     await http.aclose()
+    if ops is not None:
+        await ops.stop()
     await mongo.close()
     log.info("notifier stopped")
 

@@ -32,6 +32,9 @@ class NotifierSettings(ConveyorSettings):
     notify_shutdown_grace_s: float = Field(
         default=20.0, ge=0, description="On SIGTERM, how long in-flight deliveries may finish"
     )
+    metrics_port: int = Field(
+        default=9102, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0: off)"
+    )
     webhook_timeout_s: float = Field(default=15.0, gt=0, description="Per webhook request")
     webhook_max_redirects: int = Field(
         default=3, ge=0, le=10, description="307/308 redirects followed (each hop re-checked)"

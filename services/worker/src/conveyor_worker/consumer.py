@@ -27,6 +27,7 @@ from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobType
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
 from conveyor_worker.executor import execute
+from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.transitions import ContentionError, Outcome, Run, begin, finish
 
 log = get_logger(__name__)
@@ -45,7 +46,10 @@ class JobConsumer:
         registry: HandlerRegistry,
         *,
         worker_id: str,
+        metrics: WorkerMetrics,
     ) -> None:
+        self._metrics = metrics
+        metrics.in_flight.set_function(lambda: len(self._running))
         self._store = store
         self._outbox = outbox
         self._events = events
@@ -95,6 +99,7 @@ class JobConsumer:
         except ValidationError as exc:
             reason = "poison: not a valid job envelope: " + str(exc).replace("\n", "; ")
             log.warning("poison message; parking it", message_id=message.message_id, error=reason)
+            self._metrics.poison.inc()
             try:
                 await self._publisher.park(
                     message.body,
@@ -131,6 +136,7 @@ class JobConsumer:
         )
         if not isinstance(decision, Run):
             log.info("skipping message", reason=decision.reason)
+            self._metrics.skipped.inc()
             if decision.parked is not None:
                 await self._park(message, decision.parked)
             await self._settle(message.ack())
@@ -148,6 +154,7 @@ class JobConsumer:
         task = asyncio.current_task()
         self._running[task] = ctx  # type: ignore[index]
         log.info("attempt started", number=decision.attempt.number)
+        self._metrics.attempt_started(env)
         try:
             spec = self._registry.get(job.type)
         except UnknownJobTypeError as exc:
@@ -179,8 +186,12 @@ class JobConsumer:
         await self._settle(message.ack())
 
     async def _record(self, run: Run, outcome: Outcome) -> Job | None:
+        duration_s = (utcnow() - run.attempt.started_at).total_seconds()
         stored = await finish(
             self._store, self._outbox, self._events, run, outcome, rand=_jitter.random()
+        )
+        self._metrics.attempt_finished(
+            run.job.type, outcome.outcome, outcome.error_type, stored, duration_s
         )
         log.info(
             "attempt finished",
@@ -196,6 +207,7 @@ class JobConsumer:
     async def _park(self, message: AbstractIncomingMessage, job: Job) -> None:
         """The final dead letter: a copy in the parking lot, the reason in its headers."""
         reason = job.dead_letter.reason if job.dead_letter else "failed"
+        self._metrics.dead_lettered.labels(job.type, reason).inc()
         headers = {
             "x-conveyor-job-id": job.id,
             "x-conveyor-type": job.type,

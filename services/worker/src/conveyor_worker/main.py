@@ -12,12 +12,14 @@ from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.logs import configure_logging, get_logger
+from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready, stop_event
 from conveyor_kernel.store import JobStore, make_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_worker.consumer import JobConsumer
+from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.settings import WorkerSettings
 
 log = get_logger(__name__)
@@ -44,7 +46,17 @@ async def run(settings: WorkerSettings) -> None:
     await channel.set_qos(prefetch_count=settings.prefetch)
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
-    consumer = JobConsumer(store, outbox, events, publisher, registry, worker_id=settings.worker_id)
+    metrics = WorkerMetrics()
+    consumer = JobConsumer(
+        store, outbox, events, publisher, registry, worker_id=settings.worker_id, metrics=metrics
+    )
+    ops = await OpsServer.serve(
+        metrics.registry,
+        [publish_conn, consume_conn],
+        mongo,
+        settings.metrics_host,
+        settings.metrics_port,
+    )
     tag = await queue.consume(consumer.on_message)
     # A private queue on the control fanout: cancellation of jobs running here.
     control = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -72,6 +84,8 @@ async def run(settings: WorkerSettings) -> None:
     for closable in (channel, publisher, consume_conn, publish_conn):
         with contextlib.suppress(*BROKER_ERRORS):
             await closable.close()
+    if ops is not None:
+        await ops.stop()
     await mongo.close()
     log.info("worker stopped")
 

@@ -26,6 +26,9 @@ class WorkerSettings(ConveyorSettings):
     worker_shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long in-flight jobs may finish"
     )
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0: off)"
+    )
     worker_id: str = Field(default_factory=_default_worker_id, description="Name in attempts")
 
     @property
