@@ -77,6 +77,15 @@ async def test_prometheus_scrapes_job_counters(stack: Stack, tmp_path: Path) -> 
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as prom:
             deadline = time.monotonic() + 60
+            while True:  # 503 until the TSDB is open
+                assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
+                try:
+                    if (await prom.get("/-/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "Prometheus not ready in 60 s"
+                await asyncio.sleep(0.2)
             completed: list[dict[str, Any]] = []
             while True:
                 assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
