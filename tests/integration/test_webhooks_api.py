@@ -69,3 +69,15 @@ async def test_deliveries_of_unknown_job_is_404(stack: Stack) -> None:
     resp = await client.get("/v1/jobs/nope/deliveries")
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "job_not_found"
+
+
+@pytest.mark.parametrize("field", ["url", "events", "enabled"])
+async def test_patch_refuses_nulls(stack: Stack, field: str) -> None:
+    client = await stack.start_api()
+    created = (await client.post("/v1/webhooks", json={"url": "https://example.com/h"})).json()
+    resp = await client.patch(f"/v1/webhooks/{created['id']}", json={field: None})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "validation_error"
+    unchanged = (await client.get(f"/v1/webhooks/{created['id']}")).json()
+    assert unchanged["url"] == "https://example.com/h"
+    assert unchanged["enabled"] is True

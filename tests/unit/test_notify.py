@@ -26,7 +26,7 @@ from conveyor_notifier.email import MailtrapApiTransport, SmtpTransport, Templat
 from conveyor_notifier.outcome import AttemptResult, RetryPolicy, parse_retry_after, record
 from conveyor_notifier.settings import DEFAULT_SCHEDULE_S, NotifierSettings
 from conveyor_notifier.ssrf import DestinationRefusedError, forbidden_reason, resolve
-from conveyor_notifier.webhook import classify, sign
+from conveyor_notifier.webhook import WebhookSender, classify, sign
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -314,3 +314,34 @@ def test_mailtrap_needs_a_token() -> None:
     settings = NotifierSettings(email_transport="mailtrap-api")
     with pytest.raises(ValueError, match="MAILTRAP_API_TOKEN"):
         MailtrapApiTransport(settings, httpx.AsyncClient())
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("fec0::1", "site-local"),
+        ("2002:0a00:0001::1", "private"),  # 6to4 wrapping 10.0.0.1
+        ("2002:0808:0808::1", None),  # 6to4 wrapping 8.8.8.8
+    ],
+)
+def test_forbidden_reason_sees_ipv4_inside_ipv6(address: str, reason: str | None) -> None:
+    assert forbidden_reason(ipaddress.ip_address(address)) == reason
+
+
+def test_webhook_secrets_are_validated() -> None:
+    NotifierSettings(webhook_secret=new_secret(), webhook_previous_secrets=[new_secret()])
+    for bad in ("plain", "whsec_!!!", "whsec_" + "QUJD"):
+        with pytest.raises(ValidationError, match="webhook secret"):
+            NotifierSettings(webhook_secret=bad)
+        with pytest.raises(ValidationError, match="webhook secret"):
+            NotifierSettings(webhook_previous_secrets=[bad])
+
+
+async def test_invalid_urls_fail_for_good() -> None:
+    async with httpx.AsyncClient() as client:
+        sender = WebhookSender(client, allowed=[], timeout_s=1, max_redirects=0)
+        result = await sender.send("http://a:notaport/", "m", "{}", [new_secret()])
+    assert not result.delivered
+    assert not result.retryable
+    assert result.error is not None
+    assert result.error.startswith("invalid URL")

@@ -6,6 +6,8 @@ envelope and the notifier can all import it without cycles.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 
 from pydantic import (
@@ -31,6 +33,19 @@ class EventType(StrEnum):
 ALL_EVENTS: tuple[EventType, ...] = tuple(EventType)
 FINAL_EVENTS: tuple[EventType, ...] = (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED)
 MAX_URL_LENGTH = 2048
+
+
+def check_webhook_secret(secret: str) -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 24-64 random bytes."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("a webhook secret starts with whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("a webhook secret is whsec_ followed by base64") from exc
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"a webhook secret must decode to 24-64 bytes, not {len(key)}")
+    return secret
 
 
 def check_http_url(url: AnyHttpUrl) -> AnyHttpUrl:

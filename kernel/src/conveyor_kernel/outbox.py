@@ -15,6 +15,7 @@ the job document keeps a single writer (see :mod:`conveyor_kernel.store`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -158,14 +159,21 @@ async def run_relay(
     events: Events | None = None,
     interval_s: float | None = None,
 ) -> None:
-    """Loop until cancelled (jobs' messages, then staged events); an outage is
-    logged and retried next round."""
+    """Loop until cancelled (jobs' messages, then staged events, each on its own);
+    an outage is logged and retried next round, and so is anything unexpected:
+    this loop must never die quietly."""
     interval = interval_s if interval_s is not None else max(1.0, grace_s / 3)
+    rounds: list[tuple[str, Callable[[], Awaitable[int]]]] = [
+        ("jobs", lambda: relay_once(store, outbox, publisher, grace_s))
+    ]
+    if events is not None:
+        rounds.append(("events", lambda: events.relay_once(store, grace_s)))
     while True:
-        try:
-            await relay_once(store, outbox, publisher, grace_s)
-            if events is not None:
-                await events.relay_once(store, grace_s)
-        except (BrokerUnavailableError, StoreUnavailableError) as exc:
-            log.warning("outbox: relay round failed, will retry", error=str(exc))
+        for name, relay in rounds:
+            try:
+                await relay()
+            except (BrokerUnavailableError, StoreUnavailableError) as exc:
+                log.warning("outbox: relay round failed, will retry", relay=name, error=str(exc))
+            except Exception:
+                log.exception("outbox: relay round crashed, will retry", relay=name)
         await asyncio.sleep(interval)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from conveyor_kernel.notify_spec import check_webhook_secret
 
 
 class ConveyorSettings(BaseSettings):
@@ -59,3 +61,10 @@ class ConveyorSettings(BaseSettings):
         default=None,
         description="whsec_... secret that signs per-job webhooks (subscriptions have their own)",
     )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _valid_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None:
+            check_webhook_secret(secret.get_secret_value())
+        return secret

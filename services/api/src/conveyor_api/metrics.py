@@ -106,12 +106,15 @@ async def watch_queues(
     channel: AbstractChannel | None = None
     while True:
         try:
-            if channel is None or channel.is_closed:
-                channel = await connection.channel()
-            for queue in topology.queues:
-                stats = await queue_stats(channel, queue.name)
-                metrics.queue_messages.labels(queue.name).set(stats.messages)
-                metrics.queue_consumers.labels(queue.name).set(stats.consumers)
+            # Bounded: during an outage the robust connection waits for the broker,
+            # and the gauges must say "stale" (up = 0) rather than freeze.
+            async with asyncio.timeout(max(interval_s, 2.0)):
+                if channel is None or channel.is_closed:
+                    channel = await connection.channel()
+                for queue in topology.queues:
+                    stats = await queue_stats(channel, queue.name)
+                    metrics.queue_messages.labels(queue.name).set(stats.messages)
+                    metrics.queue_consumers.labels(queue.name).set(stats.consumers)
             metrics.queue_stats_ok.set(1)
         except BROKER_ERRORS as exc:
             metrics.queue_stats_ok.set(0)

@@ -93,11 +93,12 @@ class Deliverer:
         try:
             await self._process(message, msg)
         except (StoreUnavailableError, BrokerUnavailableError) as exc:
-            log.warning(
-                "delivery interrupted; requeueing", delivery=msg.delivery_id, error=str(exc)
-            )
+            log.warning("delivery interrupted; requeueing", error=str(exc))
             await asyncio.sleep(OUTAGE_BACKOFF_S)
             await settle(message.nack(requeue=True))
+        except Exception:  # a bug or bad data: park it rather than stall the consumer
+            log.exception("delivery failed unexpectedly; parking the message")
+            await settle(message.reject(requeue=False))
 
     async def _process(self, message: AbstractIncomingMessage, msg: DeliveryMessage) -> None:
         if msg.not_before is not None:
@@ -117,7 +118,8 @@ class Deliverer:
         )
         if msg.attempt != delivery.next_attempt:
             if (
-                delivery.status is DeliveryStatus.RETRYING
+                message.redelivered  # not a duplicate copy: our own message, unacked
+                and delivery.status is DeliveryStatus.RETRYING
                 and msg.attempt == delivery.next_attempt - 1
             ):
                 await self._schedule(delivery)  # we died between recording and publishing

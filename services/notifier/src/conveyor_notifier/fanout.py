@@ -92,11 +92,13 @@ class Fanout:
         try:
             published = await self._fan_out(event)
         except (StoreUnavailableError, BrokerUnavailableError) as exc:
-            log.warning(
-                "fan-out interrupted; requeueing the event", event_id=event.id, error=str(exc)
-            )
+            log.warning("fan-out interrupted; requeueing the event", error=str(exc))
             await asyncio.sleep(OUTAGE_BACKOFF_S)
             await settle(message.nack(requeue=True))
+            return
+        except Exception:  # a bug or bad data: park it rather than stall the consumer
+            log.exception("fan-out failed; parking the event")
+            await settle(message.reject(requeue=False))
             return
         self._metrics.events.labels(event.type.value).inc()
         log.info("event fanned out", event_type=event.type.value, deliveries=published)

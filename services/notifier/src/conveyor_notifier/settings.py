@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from conveyor_kernel.notify_spec import check_webhook_secret
 from conveyor_kernel.settings import ConveyorSettings
 
 # Roughly x4 each step, ~25.7 h in all: 11 attempts (the first immediately).
@@ -68,6 +69,13 @@ class NotifierSettings(ConveyorSettings):
     )
     mailtrap_api_token: SecretStr | None = None
     mailtrap_category: str = Field(default="conveyor", max_length=255)
+
+    @field_validator("webhook_previous_secrets")
+    @classmethod
+    def _valid_secrets(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        for secret in secrets:
+            check_webhook_secret(secret.get_secret_value())
+        return secrets
 
     @field_validator("notify_retry_schedule_s")
     @classmethod

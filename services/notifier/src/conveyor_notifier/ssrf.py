@@ -31,8 +31,15 @@ class ResolutionError(Exception):
 
 def forbidden_reason(address: IPAddress) -> str | None:
     """Why ``address`` is not a public unicast address, or ``None`` if it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:
+            return "site-local"
+        # IPv4 carried inside IPv6 (mapped, 6to4, Teredo) is judged as IPv4.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo is not None:
+            embedded = address.teredo[1]
+        if embedded is not None:
+            return forbidden_reason(embedded)
     checks = (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),

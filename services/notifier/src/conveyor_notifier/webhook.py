@@ -10,6 +10,7 @@ retires the endpoint; anything else is permanent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -80,7 +81,10 @@ class WebhookSender:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(secrets, msg_id, timestamp, body),
         }
-        current = httpx.URL(url)
+        try:
+            current = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            return AttemptResult.permanent(f"invalid URL: {exc}")
         for hop in range(self._max_redirects + 1):
             try:
                 target = await resolve(current, self._allowed)
@@ -89,25 +93,35 @@ class WebhookSender:
             except ResolutionError as exc:
                 return AttemptResult.retry(str(exc))
             try:
-                async with self._client.stream(
-                    "POST",
-                    target.pinned_url(),
-                    content=body.encode(),
-                    headers={**headers, "host": target.host_header()},
-                    extensions=target.request_extensions(),
-                    timeout=self._timeout,
-                ) as response:
+                # httpx times each read; this bounds the whole exchange (a trickling
+                # receiver cannot hold a delivery slot past the timeout).
+                async with (
+                    asyncio.timeout(self._timeout),
+                    self._client.stream(
+                        "POST",
+                        target.pinned_url(),
+                        content=body.encode(),
+                        headers={**headers, "host": target.host_header()},
+                        extensions=target.request_extensions(),
+                        timeout=self._timeout,
+                    ) as response,
+                ):
                     location = response.headers.get("location")
                     if (
                         response.status_code in FOLLOWED_REDIRECTS
                         and location
                         and hop < self._max_redirects
                     ):
-                        current = current.join(location)
+                        try:
+                            current = current.join(location)
+                        except httpx.InvalidURL as exc:
+                            return AttemptResult.permanent(f"invalid redirect: {exc}")
                         continue
                     return classify(response)
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, TimeoutError):
                 return AttemptResult.retry(f"timed out after {self._timeout:g} s")
+            except httpx.InvalidURL as exc:
+                return AttemptResult.permanent(f"invalid URL: {exc}")
             except httpx.HTTPError as exc:
                 return AttemptResult.retry(f"{type(exc).__name__}: {exc}")
         return AttemptResult.permanent(f"more than {self._max_redirects} redirects")

@@ -116,8 +116,8 @@ class JobConsumer:
         )
         try:
             await self._process(message, env)
-        except (StoreUnavailableError, ContentionError) as exc:
-            log.warning("store trouble; requeueing the message", error=str(exc))
+        except (StoreUnavailableError, ContentionError, BrokerUnavailableError) as exc:
+            log.warning("store or broker trouble; requeueing the message", error=str(exc))
             await asyncio.sleep(STORE_BACKOFF_S)
             await self._settle(message.nack(requeue=True))
 
@@ -163,6 +163,7 @@ class JobConsumer:
             try:
                 outcome = await execute(spec, ctx, job.timeout_s)
             except asyncio.CancelledError:
+                self._running[task] = None  # type: ignore[index]  # no second cancel now
                 if job.id in self._cancelled:  # POST /cancel: record it, ack, carry on
                     task.uncancel()  # type: ignore[union-attr]
                     self._cancelled.discard(job.id)
@@ -175,6 +176,9 @@ class JobConsumer:
                 await asyncio.shield(self._record(decision, outcome))
                 await self._settle(message.nack(requeue=True))
                 raise
+        # The handler is done: a cancel signal from now on must not interrupt the
+        # bookkeeping below (no await ran since execute returned, so none slipped in).
+        self._running[task] = None  # type: ignore[index]
         stored = await self._record(decision, outcome)
         if stored is not None and stored.status is JobStatus.RETRYING:
             try:

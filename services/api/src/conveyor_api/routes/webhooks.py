@@ -49,7 +49,16 @@ class WebhookPatch(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, url: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        return None if url is None else check_http_url(url)
+        if url is None:
+            raise ValueError("url cannot be null; leave it out to keep the current one")
+        return check_http_url(url)
+
+    @field_validator("events", "enabled")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be null; leave it out to keep the current value")
+        return value
 
 
 class WebhookOut(BaseModel):
@@ -171,10 +180,12 @@ async def rotate_secret(
     if previous_valid_s:
         kept.append(PreviousSecret(secret=sub.secret, expires_at=until))
     secret = new_secret()
-    await state.subscriptions.update(
+    updated = await state.subscriptions.update(
         sub_id,
         {"secret": secret, "previous_secrets": [p.model_dump() for p in kept]},
     )
+    if updated is None:  # deleted meanwhile
+        raise ApiError(404, "webhook_not_found", f"no webhook subscription {sub_id!r}")
     return SecretRotated(id=sub_id, secret=secret, previous_valid_until=until)
 
 
