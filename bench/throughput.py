@@ -47,6 +47,26 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+async def scrape_costs(urls: list[str]) -> list[dict[str, object]]:
+    """Size, sample count and time of one scrape of each /metrics endpoint."""
+    costs: list[dict[str, object]] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        for url in urls:
+            t0 = time.perf_counter()
+            resp = await client.get(url)
+            elapsed = time.perf_counter() - t0
+            samples = [ln for ln in resp.text.splitlines() if ln and not ln.startswith("#")]
+            costs.append(
+                {
+                    "url": url,
+                    "bytes": len(resp.content),
+                    "samples": len(samples),
+                    "ms": round(elapsed * 1000, 1),
+                }
+            )
+    return costs
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=20_000)
@@ -58,6 +78,11 @@ async def main() -> None:
         type=int,
         default=0,
         help="submit through POST /v1/jobs/batch, this many jobs per request",
+    )
+    ap.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="workers serve no /metrics and the API reads no queue statistics (A/B cost)",
     )
     ap.add_argument(
         "--submit-only",
@@ -88,6 +113,7 @@ async def main() -> None:
         "CONVEYOR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "CONVEYOR_LOG_JSON": "true",
         "CONVEYOR_WORKER_CONCURRENCY": str(args.worker_concurrency),
+        "CONVEYOR_QUEUE_METRICS_INTERVAL_S": "0" if args.no_metrics else "5",
     }
     procs: list[subprocess.Popen[bytes]] = []
     logs = (out_dir / f"{ns}.log").open("wb")
@@ -103,8 +129,14 @@ async def main() -> None:
         )
 
     spawn("conveyor_api.main")
+    metrics_ports: list[int] = []
     for i in range(args.workers):
-        spawn("conveyor_worker.main", CONVEYOR_WORKER_ID=f"bench-w{i}")
+        metrics_ports.append(free_port())  # one /metrics port per worker process
+        spawn(
+            "conveyor_worker.main",
+            CONVEYOR_WORKER_ID=f"bench-w{i}",
+            CONVEYOR_METRICS_PORT="0" if args.no_metrics else str(metrics_ports[-1]),
+        )
     mongo = make_client(args.mongodb_url, 10_000, "conveyor-bench")
     jobs = mongo[db]["jobs"]
     limits = httpx.Limits(max_connections=args.client_concurrency)
@@ -214,6 +246,12 @@ async def main() -> None:
             "enqueue_p50_ms": round(percentile(latencies, 50) * 1000, 2),
             "enqueue_p99_ms": round(percentile(latencies, 99) * 1000, 2),
             "enqueue_mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+            "scrapes": []
+            if args.no_metrics
+            else await scrape_costs(
+                [f"http://127.0.0.1:{port}/metrics"]
+                + [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
+            ),
         }
         print(json.dumps(result, indent=2))
         (out_dir / f"{ns}.json").write_text(json.dumps(result, indent=2))

@@ -35,6 +35,8 @@ async def test_staged_event_is_relayed_only_if_its_transition_landed(
         await store.insert(job)
         # The transition lands (CAS) but the process "dies" before publishing.
         done = job.model_copy(update={"status": JobStatus.COMPLETED, "finished_at": utcnow()})
+        # A first CAS round that lost staged the same event with another body.
+        await events.stage(done.model_copy(update={"result": {"round": 1}}))
         stored = await store.compare_and_set(await events.stage(done))
         assert stored is not None
         assert stored.emitted == [f"{job.id}.0.completed"]
@@ -47,6 +49,7 @@ async def test_staged_event_is_relayed_only_if_its_transition_landed(
         message = await next_event(amqp, namespace)
         body = json.loads(message.body)
         assert body["id"] == f"{job.id}.0.completed"
+        assert body["job"]["result"] is None  # the winning round's body, not round 1's
         assert message.routing_key == "job.completed"
         outbox = mongo[f"conveyor_{namespace}"][EVENT_OUTBOX_COLLECTION]
         assert [d["_id"] for d in await outbox.find().to_list()] == [f"{job.id}.0.cancelled"]

@@ -159,15 +159,17 @@ class Events:
         if event is None or event.id in job.emitted:
             return job
         async with store_errors():
+            # The body is overwritten: when a CAS round loses and the next one stages
+            # the same event again, the body of the round that wins is the one kept.
             await self._col.update_one(
                 {"_id": event.id},
                 {
+                    "$set": {"body": event.model_dump_json()},
                     "$setOnInsert": {
                         "job_id": job.id,
                         "type": event.type.value,
-                        "body": event.model_dump_json(),
                         "created_at": utcnow(),
-                    }
+                    },
                 },
                 upsert=True,
             )
