@@ -91,12 +91,36 @@ async def test_smtp_permanent_refusal_is_not_retried(stack: Stack, mailbox) -> N
     assert box.messages == []
 
 
-async def test_starttls_with_auth(stack: Stack, tmp_path: Path) -> None:
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 and the CA file that trusts it (trustme)."""
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
+    return server_tls, ca_file
+
+
+async def test_implicit_tls(stack: Stack, tls: tuple[ssl.SSLContext, Path]) -> None:
+    server_tls, ca_file = tls
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, ssl_context=server_tls)
+    controller.start()
+    try:
+        await start(stack, smtp_port=port, smtp_security="tls", smtp_ca_file=str(ca_file))
+        job = await stack.submit("echo", notify=email())
+        ((envelope, _),) = await box.wait_for(1)
+        assert sorted(envelope.rcpt_tos) == sorted(TO)
+        (delivery,) = await stack.deliveries(job["id"])
+        assert delivery["status"] == "delivered"
+    finally:
+        controller.stop()
+
+
+async def test_starttls_with_auth(stack: Stack, tls: tuple[ssl.SSLContext, Path]) -> None:
+    server_tls, ca_file = tls
 
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"s3cret"

@@ -69,6 +69,11 @@ async def test_job_webhook_is_signed_per_standard_webhooks(stack: Stack, httpser
     assert attempt["latency_ms"] > 0
     with pytest.raises(Exception, match="No matching signature"):
         Webhook(new_secret()).verify(request.body, request.headers)
+    notifier = next(p for p in stack.procs if p.name == "notifier")
+    lines = [json.loads(x) for x in notifier.log().splitlines() if x.startswith("{")]
+    about_job = [entry for entry in lines if entry.get("job_id") == job["id"]]
+    assert {entry["event"] for entry in about_job} >= {"event fanned out", "delivery attempt"}
+    assert all(entry["type"] == "echo" for entry in about_job), about_job
 
 
 async def test_retries_after_500_keep_the_webhook_id(stack: Stack, httpserver: HTTPServer):

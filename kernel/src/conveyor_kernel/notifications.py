@@ -137,6 +137,7 @@ class Delivery(BaseModel):
     event_id: str
     event_type: EventType
     job_id: str
+    job_type: str = ""
     channel: Channel
     destination: str = Field(description="The URL, or the recipients")
     subscription_id: str | None = None

@@ -114,7 +114,10 @@ class Deliverer:
             await settle(message.ack())
             return
         structlog.contextvars.bind_contextvars(
-            job_id=delivery.job_id, event_id=delivery.event_id, channel=delivery.channel.value
+            job_id=delivery.job_id,
+            type=delivery.job_type,
+            event_id=delivery.event_id,
+            channel=delivery.channel.value,
         )
         if msg.attempt != delivery.next_attempt:
             if (

@@ -55,6 +55,7 @@ class Fanout:
                 event_id=event.id,
                 event_type=event.type,
                 job_id=event.job.id,
+                job_type=event.job.type,
                 channel=channel,
                 destination=destination,
                 subscription_id=sub,
