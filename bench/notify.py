@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,26 +25,14 @@ from typing import Any
 
 import uvicorn
 
+from benchlib import completed_event, free_port, percentile, service_env
 from conveyor_kernel.broker import Publisher, connect
-from conveyor_kernel.events import job_event
-from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
 from conveyor_kernel.notifications import new_secret
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Receiver:
@@ -93,17 +80,14 @@ async def main() -> None:
         uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning")
     )
     serving = asyncio.create_task(server.serve())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")} | {
-        "CONVEYOR_AMQP_URL": args.amqp_url,
-        "CONVEYOR_MONGODB_URL": args.mongodb_url,
-        "CONVEYOR_MONGODB_DB": db,
-        "CONVEYOR_NAMESPACE": ns,
-        "CONVEYOR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-        "CONVEYOR_LOG_JSON": "true",
-        "CONVEYOR_WEBHOOK_SECRET": secret,
-        "CONVEYOR_NOTIFY_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
-        "CONVEYOR_NOTIFY_CONCURRENCY": str(args.concurrency),
-    }
+    env = service_env(
+        args.amqp_url,
+        args.mongodb_url,
+        ns,
+        CONVEYOR_WEBHOOK_SECRET=secret,
+        CONVEYOR_NOTIFY_ALLOWED_NETWORKS='["127.0.0.1/32"]',
+        CONVEYOR_NOTIFY_CONCURRENCY=str(args.concurrency),
+    )
     logs = (out_dir / f"{ns}.log").open("wb")
     procs = [
         subprocess.Popen(
@@ -122,17 +106,7 @@ async def main() -> None:
     try:
         await asyncio.sleep(3)  # notifiers attach
         url = f"http://127.0.0.1:{port}/hook"
-        events = []
-        for i in range(args.events):
-            sub = JobSubmission(type="echo", payload={"i": i}, notify={"webhook": {"url": url}})
-            job = Job.from_submission(sub, default_timeout_s=5)
-            now = utcnow()
-            done = job.model_copy(
-                update={"status": JobStatus.COMPLETED, "finished_at": now, "updated_at": now}
-            )
-            event = job_event(done, "http://localhost:8000")
-            assert event is not None
-            events.append(event)
+        events = [completed_event(url, {"i": i}) for i in range(args.events)]
         start = time.perf_counter()
         start_wall = time.time()
         sent_at: dict[str, float] = {}

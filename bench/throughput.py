@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,23 +27,13 @@ from pathlib import Path
 import aio_pika
 import httpx
 
+from benchlib import free_port, percentile, service_env
 from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def scrape_costs(urls: list[str]) -> list[dict[str, object]]:
@@ -104,17 +93,14 @@ async def main() -> None:
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")} | {
-        "CONVEYOR_AMQP_URL": args.amqp_url,
-        "CONVEYOR_MONGODB_URL": args.mongodb_url,
-        "CONVEYOR_MONGODB_DB": db,
-        "CONVEYOR_NAMESPACE": ns,
-        "CONVEYOR_API_PORT": str(port),
-        "CONVEYOR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-        "CONVEYOR_LOG_JSON": "true",
-        "CONVEYOR_WORKER_CONCURRENCY": str(args.worker_concurrency),
-        "CONVEYOR_QUEUE_METRICS_INTERVAL_S": "0" if args.no_metrics else "5",
-    }
+    env = service_env(
+        args.amqp_url,
+        args.mongodb_url,
+        ns,
+        CONVEYOR_API_PORT=str(port),
+        CONVEYOR_WORKER_CONCURRENCY=str(args.worker_concurrency),
+        CONVEYOR_QUEUE_METRICS_INTERVAL_S="0" if args.no_metrics else "5",
+    )
     procs: list[subprocess.Popen[bytes]] = []
     logs = (out_dir / f"{ns}.log").open("wb")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,9 +20,8 @@ from typing import Any
 
 import uvicorn
 
+from benchlib import completed_event, free_port, service_env
 from conveyor_kernel.broker import Publisher, connect
-from conveyor_kernel.events import job_event
-from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
 from conveyor_kernel.notifications import new_secret
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
@@ -49,20 +47,16 @@ async def main() -> None:
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")} | {
-        "CONVEYOR_AMQP_URL": amqp_url,
-        "CONVEYOR_MONGODB_URL": mongodb_url,
-        "CONVEYOR_MONGODB_DB": db,
-        "CONVEYOR_NAMESPACE": ns,
-        "CONVEYOR_LOG_LEVEL": "WARNING",
-        "CONVEYOR_WEBHOOK_SECRET": new_secret(),
-        "CONVEYOR_NOTIFY_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
-    }
+    env = service_env(
+        amqp_url,
+        mongodb_url,
+        ns,
+        CONVEYOR_WEBHOOK_SECRET=new_secret(),
+        CONVEYOR_NOTIFY_ALLOWED_NETWORKS='["127.0.0.1/32"]',
+    )
     proc = subprocess.Popen([sys.executable, "-m", "conveyor_notifier.main"], env=env)
     topology = build_topology(ns)
     connection = await connect(amqp_url, "conveyor-bench")
@@ -71,15 +65,7 @@ async def main() -> None:
     mongo = make_client(mongodb_url, 10_000, "conveyor-bench")
     try:
         await asyncio.sleep(3)
-        sub = JobSubmission(
-            type="echo", notify={"webhook": {"url": f"http://127.0.0.1:{port}/hook"}}
-        )
-        now = utcnow()
-        job = Job.from_submission(sub, default_timeout_s=5).model_copy(
-            update={"status": JobStatus.COMPLETED, "finished_at": now, "updated_at": now}
-        )
-        event = job_event(job, "http://localhost:8000")
-        assert event is not None
+        event = completed_event(f"http://127.0.0.1:{port}/hook")
         await publisher.publish_event(event.model_dump_json().encode(), event.type.value, event.id)
         deliveries = mongo[db]["deliveries"]
         while True:

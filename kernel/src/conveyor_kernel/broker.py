@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from aio_pika.abc import (
 from pamqp.commands import Basic
 
 from conveyor_kernel.errors import BrokerUnavailableError
+from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import JobEnvelope, utcnow
 from conveyor_kernel.topology import (
     DELIVER_ROUTING_KEY,
@@ -31,7 +32,7 @@ from conveyor_kernel.topology import (
     delay_tier,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # What aio-pika/aiormq raise when the broker is gone, refuses or times out.
 BROKER_ERRORS: tuple[type[BaseException], ...] = (
@@ -42,6 +43,14 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     RuntimeError,  # aio-pika raises RuntimeError on a closed channel in some paths
 )
+
+
+async def settle(op: Awaitable[object]) -> None:
+    """Await an ack/nack/reject; if the channel died, the broker redelivers anyway."""
+    try:
+        await op
+    except BROKER_ERRORS as exc:
+        log.warning("could not settle message; the broker will redeliver it", error=str(exc))
 
 
 async def connect(url: str, name: str) -> AbstractRobustConnection:

@@ -153,10 +153,31 @@ class Events:
     async def ensure_indexes(self) -> None:
         await create_missing_indexes(self._col, [IndexModel("created_at")])
 
-    async def stage(self, job: Job) -> Job:
-        """Call before the CAS that writes ``job``: outbox entry, and the id on the job."""
+    def _new_event(self, job: Job) -> JobEvent | None:
+        """The event ``job``'s state announces, unless off or already emitted."""
         event = job_event(job, self._public_url) if self.enabled else None
-        if event is None or event.id in job.emitted:
+        return None if event is None or event.id in job.emitted else event
+
+    async def commit(self, store: JobStore, job: Job) -> Job | None:
+        """Write ``job`` (compare-and-set) with its event staged first; publish the
+        event if the write won. Returns the stored job, or ``None`` if the CAS lost."""
+        event = self._new_event(job)
+        stored = await store.compare_and_set(await self._stage(job, event))
+        if stored is not None and event is not None:
+            try:
+                await self._send(event.id, event.type.value, event.model_dump_json())
+            except (BrokerUnavailableError, StoreUnavailableError) as exc:
+                log.warning(
+                    "event not published now; the relay will", event_id=event.id, error=str(exc)
+                )
+        return stored
+
+    async def stage(self, job: Job) -> Job:
+        """The outbox entry for ``job``'s event, and its id on the job (before a CAS)."""
+        return await self._stage(job, self._new_event(job))
+
+    async def _stage(self, job: Job, event: JobEvent | None) -> Job:
+        if event is None:
             return job
         async with store_errors():
             # The body is overwritten: when a CAS round loses and the next one stages
@@ -174,18 +195,6 @@ class Events:
                 upsert=True,
             )
         return job.model_copy(update={"emitted": [*job.emitted, event.id]})
-
-    async def publish(self, job: Job) -> None:
-        """Call after the CAS stored ``job``: publish its event now, or leave it to the relay."""
-        event = job_event(job, self._public_url) if self.enabled else None
-        if event is None or event.id not in job.emitted:
-            return
-        try:
-            await self._send(event.id, event.type.value, event.model_dump_json())
-        except (BrokerUnavailableError, StoreUnavailableError) as exc:
-            log.warning(
-                "event not published now; the relay will", event_id=event.id, error=str(exc)
-            )
 
     async def _send(self, event_id: str, event_type: str, body: str) -> None:
         await self._publisher.publish_event(body.encode(), event_type, event_id)

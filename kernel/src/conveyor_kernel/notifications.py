@@ -192,7 +192,3 @@ class DeliveryStore:
                 .to_list()
             )
         return [Delivery.model_validate(d) for d in docs]
-
-    async def count(self, query: dict[str, Any]) -> int:
-        async with store_errors():
-            return await self._col.count_documents(query)

@@ -20,7 +20,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conveyor_kernel.broker import Publisher
+from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.events import JobEvent
 from conveyor_kernel.logs import get_logger
@@ -34,7 +34,6 @@ from conveyor_kernel.notifications import (
 )
 from conveyor_kernel.topology import delay_tier
 from conveyor_notifier.email import EmailTransport, Templates
-from conveyor_notifier.inflight import settle
 from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import AttemptResult, RetryPolicy, record
 from conveyor_notifier.webhook import WebhookSender

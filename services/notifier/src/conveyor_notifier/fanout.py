@@ -13,7 +13,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from conveyor_kernel.broker import Publisher
+from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.events import JobEvent
 from conveyor_kernel.logs import get_logger
@@ -26,7 +26,6 @@ from conveyor_kernel.notifications import (
     SubscriptionStore,
 )
 from conveyor_notifier.delivery import DeliveryMessage
-from conveyor_notifier.inflight import settle
 from conveyor_notifier.metrics import NotifierMetrics
 
 log = get_logger(__name__)

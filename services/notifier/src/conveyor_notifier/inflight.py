@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
-
-from conveyor_kernel.broker import BROKER_ERRORS
-from conveyor_kernel.logs import get_logger
-
-log = get_logger(__name__)
 
 
 class Inflight:
@@ -40,11 +35,3 @@ class Inflight:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-async def settle(op: Awaitable[object]) -> None:
-    """Ack/nack/reject; if the channel died the broker redelivers anyway."""
-    try:
-        await op
-    except BROKER_ERRORS as exc:
-        log.warning("could not settle message; the broker will redeliver it", error=str(exc))

@@ -17,7 +17,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from conveyor_kernel.broker import BROKER_ERRORS, Publisher
+from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.logs import get_logger
@@ -107,9 +107,9 @@ class JobConsumer:
                     {"x-conveyor-original-message-id": message.message_id or ""},
                 )
             except BrokerUnavailableError:
-                await self._settle(message.reject(requeue=False))  # DLX parks it, sans reason
+                await settle(message.reject(requeue=False))  # DLX parks it, sans reason
             else:
-                await self._settle(message.ack())
+                await settle(message.ack())
             return
         structlog.contextvars.bind_contextvars(
             job_id=env.job_id, type=env.type, attempt=env.attempt
@@ -119,7 +119,7 @@ class JobConsumer:
         except (StoreUnavailableError, ContentionError, BrokerUnavailableError) as exc:
             log.warning("store or broker trouble; requeueing the message", error=str(exc))
             await asyncio.sleep(STORE_BACKOFF_S)
-            await self._settle(message.nack(requeue=True))
+            await settle(message.nack(requeue=True))
 
     async def _process(self, message: AbstractIncomingMessage, env: JobEnvelope) -> None:
         if env.not_before is not None:
@@ -127,7 +127,7 @@ class JobConsumer:
             if delay_tier(wait_s) is not None:
                 # Back early from a delay tier: go round again for the rest (no DB write).
                 await self._publisher.publish_job(env)
-                await self._settle(message.ack())
+                await settle(message.ack())
                 return
             if wait_s > 0:
                 await asyncio.sleep(wait_s)  # under the smallest tier (< 1 s)
@@ -139,7 +139,7 @@ class JobConsumer:
             self._metrics.skipped.inc()
             if decision.parked is not None:
                 await self._park(message, decision.parked)
-            await self._settle(message.ack())
+            await settle(message.ack())
             return
         job = decision.job
         budget_after = job.budget_used + 1
@@ -169,12 +169,12 @@ class JobConsumer:
                     self._cancelled.discard(job.id)
                     outcome = Outcome(AttemptOutcome.CANCELLED, error="cancelled by request")
                     await self._record(decision, outcome)
-                    await self._settle(message.ack())
+                    await settle(message.ack())
                     return
                 # Graceful shutdown ran out of grace: record it, then requeue.
                 outcome = Outcome(AttemptOutcome.INTERRUPTED, error="worker shut down")
                 await asyncio.shield(self._record(decision, outcome))
-                await self._settle(message.nack(requeue=True))
+                await settle(message.nack(requeue=True))
                 raise
         # The handler is done: a cancel signal from now on must not interrupt the
         # bookkeeping below (no await ran since execute returned, so none slipped in).
@@ -187,7 +187,7 @@ class JobConsumer:
                 log.warning("retry not published now; the outbox relay will", error=str(exc))
         elif stored is not None and stored.status is JobStatus.FAILED:
             await self._park(message, stored)
-        await self._settle(message.ack())
+        await settle(message.ack())
 
     async def _record(self, run: Run, outcome: Outcome) -> Job | None:
         duration_s = (utcnow() - run.attempt.started_at).total_seconds()
@@ -224,13 +224,6 @@ class JobConsumer:
             log.warning("job failed but its parking-lot copy was not published", error=str(exc))
         else:
             log.info("job parked", reason=reason)
-
-    async def _settle(self, op: object) -> None:
-        """Ack/nack/reject; if the channel died the broker redelivers anyway."""
-        try:
-            await op  # type: ignore[misc]
-        except BROKER_ERRORS as exc:
-            log.warning("could not settle message; the broker will redeliver it", error=str(exc))
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to ``grace_s`` for in-flight jobs, then interrupt the rest."""

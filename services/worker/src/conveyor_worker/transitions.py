@@ -75,15 +75,6 @@ def _close_attempt(
     return attempts
 
 
-async def _commit(store: JobStore, events: Events, job: Job) -> Job | None:
-    """CAS ``job`` with its event staged first; publish the event if the CAS won."""
-    staged = await events.stage(job)
-    stored = await store.compare_and_set(staged)
-    if stored is not None:
-        await events.publish(stored)
-    return stored
-
-
 async def begin(
     store: JobStore, events: Events, env: JobEnvelope, worker_id: str, *, redelivered: bool
 ) -> Run | Skip:
@@ -98,7 +89,7 @@ async def begin(
             attempts = None
             if job.open_attempt is not None:
                 attempts = _close_attempt(job, AttemptOutcome.CANCELLED, "cancelled")
-            if await _commit(store, events, job.cancelled(utcnow(), attempts)) is not None:
+            if await events.commit(store, job.cancelled(utcnow(), attempts)) is not None:
                 return Skip("cancellation requested; marked cancelled")
             continue
         if env.attempt != job.next_attempt:
@@ -124,7 +115,7 @@ async def begin(
                     "updated_at": now,
                 }
             )
-            stored = await _commit(store, events, failed)
+            stored = await events.commit(store, failed)
             if stored is not None:
                 return Skip("retries exhausted by lost attempts; marked failed", parked=stored)
             continue
@@ -204,7 +195,7 @@ async def finish(
                     "next_attempt": job.next_attempt + 1,
                     "next_attempt_at": now + timedelta(seconds=delay),
                 }
-        stored = await _commit(store, events, job.model_copy(update=update))
+        stored = await events.commit(store, job.model_copy(update=update))
         if stored is not None:
             return stored
         job = await store.get(job.id)

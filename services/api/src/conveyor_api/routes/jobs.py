@@ -132,10 +132,8 @@ async def cancel_job(job_id: str, state: State) -> Response:
             )
         now = utcnow()
         if job.status in CANCELLABLE_STATUSES:
-            staged = await state.events.stage(job.cancelled(now))
-            stored = await state.store.compare_and_set(staged)
+            stored = await state.events.commit(state.store, job.cancelled(now))
             if stored is not None:
-                await state.events.publish(stored)
                 log.info("job cancelled", job_id=job_id)
                 return JSONResponse(JobOut.of(stored).model_dump(mode="json"))
             continue
