@@ -8,7 +8,13 @@ Prometheus conventions: ``conveyor_`` prefix, base units (``_seconds``),
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 # Seconds: from a few milliseconds (no-op jobs, webhooks on a LAN) to an hour.
 DURATION_BUCKETS = (
@@ -44,3 +50,34 @@ def new_registry(service: str, version: str) -> CollectorRegistry:
     )
     info.labels(service, version).set(1)
     return registry
+
+
+class StoreCommandCounter(CommandListener):
+    """pymongo command monitoring: ``conveyor_store_commands_total{command}``.
+
+    Counts every command the process sends to MongoDB (one per round trip), so
+    store cost per job can be read from ``/metrics`` and compared across versions.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._total = Counter(
+            "conveyor_store_commands_total",
+            "MongoDB commands sent (round trips), by command name",
+            ["command"],
+            registry=registry,
+        )
+        self._failed = Counter(
+            "conveyor_store_command_failures_total",
+            "MongoDB commands that failed, by command name",
+            ["command"],
+            registry=registry,
+        )
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self._total.labels(event.command_name).inc()
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        self._failed.labels(event.command_name).inc()

@@ -21,6 +21,13 @@ class ConveyorSettings(BaseSettings):
     mongodb_timeout_ms: int = Field(
         default=5000, ge=100, description="Server selection / socket timeout for MongoDB"
     )
+    mongodb_max_pool: int = Field(
+        default=16,
+        ge=1,
+        le=500,
+        description="MongoDB connections (operations in flight) per process; keep the sum "
+        "over all processes well under the server's limit (FerretDB: its PostgreSQL pool / 2)",
+    )
     namespace: str = Field(
         default="conveyor",
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",

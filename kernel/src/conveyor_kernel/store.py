@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,15 +20,20 @@ from enum import Enum
 from typing import Any
 
 import pymongo
+from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.monitoring import CommandListener
 
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
+from conveyor_kernel.metrics import StoreCommandCounter
 from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus, utcnow
+from conveyor_kernel.settings import ConveyorSettings
 
 JOBS_COLLECTION = "jobs"
+DEFAULT_MAX_POOL = 16
 log = get_logger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -96,10 +101,24 @@ class Stats:
     total: int
 
 
-def make_client(url: str, timeout_ms: int, app_name: str) -> AsyncMongoClient[Document]:
-    """A client; it connects lazily, so creating it never blocks."""
+def make_client(
+    url: str,
+    timeout_ms: int,
+    app_name: str,
+    *,
+    max_pool: int = DEFAULT_MAX_POOL,
+    listeners: Sequence[CommandListener] = (),
+) -> AsyncMongoClient[Document]:
+    """A client; it connects lazily, so creating it never blocks.
+
+    ``max_pool`` bounds the operations this process has in flight: FerretDB v1
+    deadlocks once its PostgreSQL pool is exhausted (each update takes two of its
+    connections), so the sum over all processes must stay well below that pool.
+    """
     return AsyncMongoClient(
         url,
+        maxPoolSize=max_pool,
+        event_listeners=list(listeners),
         tz_aware=True,
         tzinfo=UTC,
         appname=app_name,
@@ -107,6 +126,20 @@ def make_client(url: str, timeout_ms: int, app_name: str) -> AsyncMongoClient[Do
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=max(timeout_ms * 2, 10_000),
         retryWrites=True,
+    )
+
+
+def open_client(
+    settings: ConveyorSettings, app_name: str, registry: CollectorRegistry | None
+) -> AsyncMongoClient[Document]:
+    """The process's one client: pool bounded by ``mongodb_max_pool``, and every
+    command counted in ``registry`` (``conveyor_store_commands_total``)."""
+    return make_client(
+        settings.mongodb_url,
+        settings.mongodb_timeout_ms,
+        app_name,
+        max_pool=settings.mongodb_max_pool,
+        listeners=[StoreCommandCounter(registry)] if registry is not None else [],
     )
 
 

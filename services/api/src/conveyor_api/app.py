@@ -25,7 +25,7 @@ from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready
-from conveyor_kernel.store import JobStore, make_client
+from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology
 
 log = get_logger(__name__)
@@ -38,7 +38,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = load_registry(settings.handler_modules)
         topology = build_topology(settings.namespace)
-        mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-api")
+        mongo = open_client(settings, "conveyor-api", metrics.registry)
         store = JobStore(mongo, settings.mongodb_db)
         outbox = Outbox(mongo, settings.mongodb_db)
         idempotency = IdempotencyKeys(mongo, settings.mongodb_db, settings.idempotency_ttl_s)

@@ -18,7 +18,7 @@ from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.runtime import retry_until_ready, stop_event
-from conveyor_kernel.store import make_client
+from conveyor_kernel.store import open_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_notifier.delivery import Deliverer
 from conveyor_notifier.email import build_transport
@@ -41,7 +41,8 @@ def job_webhook_secrets(settings: NotifierSettings) -> list[str]:
 async def run(settings: NotifierSettings) -> None:
     stop = stop_event()
     topology = build_topology(settings.namespace)
-    mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-notifier")
+    metrics = NotifierMetrics()
+    mongo = open_client(settings, "conveyor-notifier", metrics.registry)
     deliveries = DeliveryStore(mongo, settings.mongodb_db)
     subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
     for collection in (deliveries, subscriptions):
@@ -63,7 +64,6 @@ async def run(settings: NotifierSettings) -> None:
         timeout_s=settings.webhook_timeout_s,
         max_redirects=settings.webhook_max_redirects,
     )
-    metrics = NotifierMetrics()
     policy = RetryPolicy(
         tuple(settings.notify_retry_schedule_s),
         settings.notify_retry_jitter,

@@ -16,7 +16,7 @@ from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready, stop_event
-from conveyor_kernel.store import JobStore, make_client
+from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_worker.consumer import JobConsumer
 from conveyor_worker.metrics import WorkerMetrics
@@ -29,7 +29,8 @@ async def run(settings: WorkerSettings) -> None:
     stop = stop_event()
     registry = load_registry(settings.handler_modules)
     topology = build_topology(settings.namespace)
-    mongo = make_client(settings.mongodb_url, settings.mongodb_timeout_ms, "conveyor-worker")
+    metrics = WorkerMetrics()
+    mongo = open_client(settings, "conveyor-worker", metrics.registry)
     store = JobStore(mongo, settings.mongodb_db)
     outbox = Outbox(mongo, settings.mongodb_db)
     for collection in (store, outbox):
@@ -46,7 +47,6 @@ async def run(settings: WorkerSettings) -> None:
     await channel.set_qos(prefetch_count=settings.prefetch)
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
-    metrics = WorkerMetrics()
     consumer = JobConsumer(
         store, outbox, events, publisher, registry, worker_id=settings.worker_id, metrics=metrics
     )
