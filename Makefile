@@ -40,8 +40,8 @@ fmt: install
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: install infra-up  ## throughput benchmark (see bench/README.md)
-	@$(UV) run --frozen python bench/throughput.py $(BENCH_ARGS)
+bench: install infra-up  ## Conveyor vs Celery side by side (see bench/README.md)
+	@$(UV) run --frozen python bench/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
