@@ -29,7 +29,7 @@ from compare_common import RunResult, RunSpec, log
 from compare_conveyor import run_conveyor
 
 ROOT = Path(__file__).resolve().parent.parent
-Runner = Callable[[RunSpec], Awaitable[RunResult]]
+Runner = Callable[[RunSpec, RunResult], Awaitable[None]]
 SYSTEMS: dict[str, tuple[str, Runner]] = {
     "conveyor": ("Conveyor", run_conveyor),
     "celery": ("Celery", run_celery),
@@ -81,14 +81,17 @@ def parse_args() -> argparse.Namespace:
 
 async def run_one(name: str, runner: Runner, spec: RunSpec) -> RunResult:
     log(name, f"{spec.jobs} jobs, {spec.workers} worker processes")
+    result = RunResult(name, spec.workers, spec.jobs)
     try:
-        return await runner(spec)
+        await runner(spec, result)
     except TimeoutError:
-        error = f"deadline of {spec.deadline_s:.0f} s exceeded"
+        result.error = f"deadline of {spec.deadline_s:.0f} s exceeded"
     except Exception as exc:  # noqa: BLE001 - reported in the table; the other runs go on
-        error = f"{type(exc).__name__}: {exc}"
-    log(name, f"FAILED: {error}")
-    return RunResult(name, spec.workers, spec.jobs, error=error)
+        result.error = f"{type(exc).__name__}: {exc}"
+    if result.error:
+        result.error += f" ({len(result.latencies)} of {spec.jobs} submitted by then)"
+        log(name, f"FAILED: {result.error}")
+    return result
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

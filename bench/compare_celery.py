@@ -84,11 +84,11 @@ def submit(task: Any, result: RunResult, clients: int, stop: threading.Event) ->
         result.notes.append(f"{len(failures)} publishes failed, first: {failures[0]}")
 
 
-async def run_celery(spec: RunSpec) -> RunResult:
+async def run_celery(spec: RunSpec, result: RunResult) -> None:
+    """Fills ``result`` as it goes (a failed run keeps what it got)."""
     queue = f"celerybench{uuid.uuid4().hex[:8]}"
     db = f"celery_{queue}"
     tag = f"celery w={spec.workers}"
-    result = RunResult("Celery", spec.workers, spec.jobs)
     backend = with_db(spec.mongodb_url, db)
     count_dir = spec.out_dir / f"{queue}-commands"
     count_dir.mkdir(parents=True)
@@ -171,4 +171,3 @@ async def run_celery(spec: RunSpec) -> RunResult:
         await mongo.close()
         deleted = await sweep_rabbit(spec.rabbit_api, queue)
         log(tag, f"cleaned up: worker, database {db}, {len(deleted)} queues/exchanges")
-    return result

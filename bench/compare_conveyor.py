@@ -81,11 +81,11 @@ async def submit(client: httpx.AsyncClient, result: RunResult, clients: int) -> 
         result.notes.append(f"responses {statuses}")
 
 
-async def run_conveyor(spec: RunSpec) -> RunResult:
+async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
+    """Fills ``result`` as it goes (a failed run keeps what it got)."""
     ns = f"cmp{uuid.uuid4().hex[:8]}"
     db = f"conveyor_{ns}"
     tag = f"conveyor w={spec.workers}"
-    result = RunResult("Conveyor", spec.workers, spec.jobs)
     port = free_port()
     env = service_env(
         spec.amqp_url,
@@ -166,7 +166,6 @@ async def run_conveyor(spec: RunSpec) -> RunResult:
         await mongo.close()
         deleted = await sweep_rabbit(spec.rabbit_api, ns)
         log(tag, f"cleaned up: processes, database {db}, {len(deleted)} queues/exchanges")
-    return result
 
 
 async def settled_counts(
