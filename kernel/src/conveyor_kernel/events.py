@@ -2,14 +2,15 @@
 
 A transition that finishes an attempt (``completed``, ``retrying``, ``failed``,
 ``cancelled``) produces one event with a deterministic id
-(``<job>.<attempts>.<kind>``). The writer *stages* it before the job's
-compare-and-set: an ``event_outbox`` entry holds the event, and the event id is
-added to the job's ``emitted`` list by that same write. After the write, the
-event is published (persistent, confirmed) and the entry deleted. If the
-process dies in between, the relay publishes the entry once it is older than
-the outbox grace period - but only if the job's ``emitted`` list proves the
-transition happened; entries of transitions that lost their CAS are dropped.
-Consumers de-duplicate on the event id.
+(``<job>.<attempts>.<kind>``), added to the job's ``emitted`` list by the
+transition's own write and published (persistent, confirmed) after it
+(:mod:`conveyor_kernel.commit`). A worker needs nothing more: it acks the
+message only after the event is confirmed, so a redelivery re-sends it. A
+writer holding no message (the API) *stages* the event first in the
+``event_outbox``; if it dies before publishing, the relay publishes the entry
+once older than the outbox grace period - but only if the job's ``emitted``
+list proves the transition happened; entries of transitions that lost their
+CAS are dropped. Consumers de-duplicate on the event id.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from pymongo import AsyncMongoClient, IndexModel
 
 from conveyor_kernel.broker import Publisher
-from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobStatus, utcnow
 from conveyor_kernel.notify_spec import EventType, NotifySpec
@@ -132,7 +133,7 @@ class Events:
     ) -> None:
         self._col = client[db_name][EVENT_OUTBOX_COLLECTION]
         self._publisher = publisher
-        self._public_url = public_url
+        self.public_url = public_url
         self.enabled = enabled
 
     @classmethod
@@ -153,32 +154,20 @@ class Events:
     async def ensure_indexes(self) -> None:
         await create_missing_indexes(self._col, [IndexModel("created_at")])
 
-    def _new_event(self, job: Job) -> JobEvent | None:
+    def new_event(self, job: Job) -> JobEvent | None:
         """The event ``job``'s state announces, unless off or already emitted."""
-        event = job_event(job, self._public_url) if self.enabled else None
+        event = job_event(job, self.public_url) if self.enabled else None
         return None if event is None or event.id in job.emitted else event
-
-    async def commit(self, store: JobStore, job: Job) -> Job | None:
-        """Write ``job`` (compare-and-set) with its event staged first; publish the
-        event if the write won. Returns the stored job, or ``None`` if the CAS lost."""
-        event = self._new_event(job)
-        stored = await store.compare_and_set(await self._stage(job, event))
-        if stored is not None and event is not None:
-            try:
-                await self._send(event.id, event.type.value, event.model_dump_json())
-            except (BrokerUnavailableError, StoreUnavailableError) as exc:
-                log.warning(
-                    "event not published now; the relay will", event_id=event.id, error=str(exc)
-                )
-        return stored
 
     async def stage(self, job: Job) -> Job:
         """The outbox entry for ``job``'s event, and its id on the job (before a CAS)."""
-        return await self._stage(job, self._new_event(job))
-
-    async def _stage(self, job: Job, event: JobEvent | None) -> Job:
+        event = self.new_event(job)
         if event is None:
             return job
+        await self.stage_event(job.id, event)
+        return job.model_copy(update={"emitted": [*job.emitted, event.id]})
+
+    async def stage_event(self, job_id: str, event: JobEvent) -> None:
         async with store_errors():
             # The body is overwritten: when a CAS round loses and the next one stages
             # the same event again, the body of the round that wins is the one kept.
@@ -187,19 +176,23 @@ class Events:
                 {
                     "$set": {"body": event.model_dump_json()},
                     "$setOnInsert": {
-                        "job_id": job.id,
+                        "job_id": job_id,
                         "type": event.type.value,
                         "created_at": utcnow(),
                     },
                 },
                 upsert=True,
             )
-        return job.model_copy(update={"emitted": [*job.emitted, event.id]})
 
-    async def _send(self, event_id: str, event_type: str, body: str) -> None:
+    async def publish(self, event: JobEvent, *, staged: bool) -> None:
+        """Publish ``event`` (confirmed); drop its outbox entry if it was ``staged``."""
+        await self._send(event.id, event.type.value, event.model_dump_json(), staged=staged)
+
+    async def _send(self, event_id: str, event_type: str, body: str, *, staged: bool) -> None:
         await self._publisher.publish_event(body.encode(), event_type, event_id)
-        async with store_errors():
-            await self._col.delete_one({"_id": event_id})
+        if staged:
+            async with store_errors():
+                await self._col.delete_one({"_id": event_id})
 
     async def relay_once(self, store: JobStore, grace_s: float, batch: int = 500) -> int:
         """Publish staged events older than ``grace_s`` whose transition happened."""
@@ -219,7 +212,7 @@ class Events:
                     async with store_errors():
                         await self._col.delete_one({"_id": entry["_id"]})
                 continue
-            await self._send(entry["_id"], entry["type"], entry["body"])
+            await self._send(entry["_id"], entry["type"], entry["body"], staged=True)
             sent += 1
             log.info("events: re-sent a stranded event", event_id=entry["_id"], job_id=job.id)
         return sent

@@ -238,36 +238,6 @@ class Job(BaseModel):
             return self.attempts[-1]
         return None
 
-    def cancelled(self, now: datetime, attempts: list[Attempt] | None = None) -> Job:
-        """``cancelled`` on request (``attempts``: with the open one closed, if any)."""
-        return self.model_copy(
-            update={
-                "status": JobStatus.CANCELLED,
-                "attempts": self.attempts if attempts is None else attempts,
-                "finished_at": now,
-                "updated_at": now,
-                "cancel_requested_at": self.cancel_requested_at or now,
-                "next_attempt_at": None,
-                "error": "cancelled by request",
-            }
-        )
-
-    def redriven(self, now: datetime) -> Job:
-        """Out of the dead letters: ``queued`` again, the next attempt, a fresh budget."""
-        return self.model_copy(
-            update={
-                "status": JobStatus.QUEUED,
-                "dead_letter": None,
-                "error": None,
-                "result": None,
-                "finished_at": None,
-                "next_attempt_at": None,
-                "next_attempt": self.next_attempt + 1,
-                "budget_from": len(self.attempts),
-                "updated_at": now,
-            }
-        )
-
     def envelope(self) -> JobEnvelope:
         return JobEnvelope(
             job_id=self.id,

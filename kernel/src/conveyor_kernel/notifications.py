@@ -62,6 +62,9 @@ class Subscription(BaseModel):
         return [self.secret, *(p.secret for p in self.previous_secrets if p.expires_at > now)]
 
 
+SUBSCRIPTIONS_CHANGED = "subscriptions_changed"  # control fanout action
+
+
 class SubscriptionStore:
     def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
         self._col = client[db_name][SUBSCRIPTIONS_COLLECTION]

@@ -1,12 +1,17 @@
 """The transactional outbox: no accepted job is left without a message.
 
-Before a job's message is published, an entry ``{job_id, attempt}`` goes into
-the ``outbox`` collection; after the broker confirms, the entry is deleted. If
-the publisher dies in between, or the broker refuses a retry's message, the
-entry stays. The relay (run by the API and by every worker) publishes entries
-older than ``grace_s`` again, after checking the job still waits for that
-attempt. A duplicate message is harmless: the worker skips a message whose
-attempt already started or finished.
+Before the API publishes messages it did not receive (new jobs, a redrive), a
+group entry ``{entries: [{job_id, attempt}, ...]}`` goes into the ``outbox``
+collection; after the broker confirms them all, the group is deleted. If the
+publisher dies in between, the group stays, and the relay (run by the API and
+by every worker) publishes its entries once older than ``grace_s``, after
+checking each job still waits for that attempt. A duplicate message is
+harmless: the worker skips a message whose attempt already finished.
+
+A worker needs no outbox for the messages it publishes (a retry, a parked
+copy, an event): it holds the message that caused them, unacked, until they
+are confirmed; if it dies first, the redelivered message repairs them
+(:mod:`conveyor_kernel.machine`).
 
 The entry lives in its own collection rather than as a flag on the job so that
 the job document keeps a single writer (see :mod:`conveyor_kernel.store`).
@@ -15,6 +20,7 @@ the job document keeps a single writer (see :mod:`conveyor_kernel.store`).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -33,52 +39,40 @@ OUTBOX_COLLECTION = "outbox"
 log = get_logger(__name__)
 
 
-def _key(job_id: str, attempt: int) -> str:
-    return f"{job_id}:{attempt}"
-
-
 class Outbox:
+    """Entries are written per *group*: one document names every message one
+    write published (a group commit of submissions, a redrive), so the outbox
+    costs one insert and one delete per group, not per job."""
+
     def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
         self._col = client[db_name][OUTBOX_COLLECTION]
 
     async def ensure_indexes(self) -> None:
         await create_missing_indexes(self._col, [IndexModel("created_at")])
 
-    async def add(self, job_id: str, attempt: int) -> None:
-        """Record intent to publish ``attempt`` of ``job_id`` (idempotent upsert)."""
+    async def add_group(self, entries: list[tuple[str, int]]) -> str:
+        """Record intent to publish each ``(job_id, attempt)``; returns the group id."""
+        group = uuid.uuid4().hex
         async with store_errors():
-            await self._col.update_one(
-                {"_id": _key(job_id, attempt)},
-                {"$setOnInsert": {"job_id": job_id, "attempt": attempt, "created_at": utcnow()}},
-                upsert=True,
+            await self._col.insert_one(
+                {
+                    "_id": group,
+                    "entries": [{"job_id": j, "attempt": a} for j, a in entries],
+                    "created_at": utcnow(),
+                }
             )
+        return group
 
-    async def add_many(self, jobs: list[Job]) -> None:
-        """Entries for the current attempt of each of ``jobs`` (fresh job ids)."""
-        now = utcnow()
-        async with store_errors():
-            await self._col.insert_many(
-                [
-                    {
-                        "_id": _key(j.id, j.next_attempt),
-                        "job_id": j.id,
-                        "attempt": j.next_attempt,
-                        "created_at": now,
-                    }
-                    for j in jobs
-                ],
-                ordered=True,
-            )
+    async def add(self, job_id: str, attempt: int) -> str:
+        return await self.add_group([(job_id, attempt)])
 
-    async def remove_many(self, jobs: list[Job]) -> None:
-        async with store_errors():
-            await self._col.delete_many(
-                {"_id": {"$in": [_key(j.id, j.next_attempt) for j in jobs]}}
-            )
+    async def add_jobs(self, jobs: list[Job]) -> str:
+        """One group for the current attempt of each of ``jobs``."""
+        return await self.add_group([(j.id, j.next_attempt) for j in jobs])
 
-    async def remove(self, job_id: str, attempt: int) -> None:
+    async def remove(self, group: str) -> None:
         async with store_errors():
-            await self._col.delete_one({"_id": _key(job_id, attempt)})
+            await self._col.delete_one({"_id": group})
 
     async def due(self, grace_s: float, limit: int) -> list[dict[str, Any]]:
         older_than = utcnow() - timedelta(seconds=grace_s)
@@ -95,58 +89,44 @@ class Outbox:
             return await self._col.count_documents({})
 
 
-async def dispatch(outbox: Outbox, publisher: Publisher, job: Job) -> None:
-    """Publish ``job``'s current attempt, confirmed. Call after ``outbox.add``.
-
-    Raises :class:`BrokerUnavailableError` when the broker did not take it; the
-    outbox entry then stays for the relay (or for the caller to compensate).
-    """
-    await dispatch_many(outbox, publisher, [job])
-
-
-async def dispatch_many(outbox: Outbox, publisher: Publisher, jobs: list[Job]) -> None:
-    """Publish every job's current attempt, pipelined: all confirms awaited together.
-
-    Raises :class:`BrokerUnavailableError` if any publish was not confirmed (the
-    others may have been: the caller compensates, the worker skips orphans).
-    """
+async def publish_all(publisher: Publisher, jobs: list[Job]) -> list[BaseException | None]:
+    """Publish every job's current attempt, pipelined (all confirms awaited
+    together); one result per job: ``None`` (confirmed) or the error."""
     results = await asyncio.gather(
         *(publisher.publish_job(j.envelope()) for j in jobs), return_exceptions=True
     )
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for failure in failures:
-        if not isinstance(failure, BrokerUnavailableError):
-            raise failure
-    if failures:
-        raise BrokerUnavailableError(
-            f"{len(failures)} of {len(jobs)} messages not confirmed: {failures[0]}"
-        )
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, BrokerUnavailableError):
+            raise r
+    return [r if isinstance(r, BaseException) else None for r in results]
+
+
+async def forget_group(outbox: Outbox, group: str) -> None:
     try:
-        await outbox.remove_many(jobs)
+        await outbox.remove(group)
     except StoreUnavailableError:
-        log.warning(
-            "outbox entries not removed; the relay will re-send (harmless)", count=len(jobs)
-        )
+        log.warning("outbox group not removed; the relay will re-send (harmless)", group=group)
 
 
 async def relay_once(
-    store: JobStore, outbox: Outbox, publisher: Publisher, grace_s: float, batch: int = 500
+    store: JobStore, outbox: Outbox, publisher: Publisher, grace_s: float, batch: int = 100
 ) -> int:
-    """Publish one batch of stranded entries; returns how many were published."""
+    """Publish the messages of stranded groups; returns how many were published."""
     published = 0
-    for entry in await outbox.due(grace_s, batch):
-        job = await store.get(entry["job_id"])
-        if job is None or job.status.finished or job.next_attempt != entry["attempt"]:
-            await outbox.remove(entry["job_id"], entry["attempt"])  # nothing left to send
-            continue
-        await dispatch(outbox, publisher, job)
-        published += 1
-        log.info(
-            "outbox: re-sent a stranded message",
-            job_id=job.id,
-            type=job.type,
-            attempt=job.next_attempt,
-        )
+    for group in await outbox.due(grace_s, batch):
+        for entry in group["entries"]:
+            job = await store.get(entry["job_id"])
+            if job is None or job.status.finished or job.next_attempt != entry["attempt"]:
+                continue  # nothing left to send
+            await publisher.publish_job(job.envelope())
+            published += 1
+            log.info(
+                "outbox: re-sent a stranded message",
+                job_id=job.id,
+                type=job.type,
+                attempt=job.next_attempt,
+            )
+        await outbox.remove(group["_id"])
     return published
 
 

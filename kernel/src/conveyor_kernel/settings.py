@@ -45,7 +45,9 @@ class ConveyorSettings(BaseSettings):
         default=300.0, gt=0, description="timeout_s of a job that does not set one"
     )
     outbox_grace_s: float = Field(
-        default=15.0, gt=0, description="Age after which an unconfirmed queued job is republished"
+        default=15.0,
+        gt=0,
+        description="Wait, past the publish timeout, before the relay re-sends a message",
     )
     idempotency_ttl_s: float = Field(
         default=86400.0, gt=0, description="How long an Idempotency-Key is remembered"
@@ -68,6 +70,13 @@ class ConveyorSettings(BaseSettings):
         default=None,
         description="whsec_... secret that signs per-job webhooks (subscriptions have their own)",
     )
+
+    @property
+    def relay_after_s(self) -> float:
+        """Age at which the relays treat an outbox entry as stranded: the grace period
+        after the longest its writer can still be waiting for the broker's confirms
+        (so a slow but live write, e.g. a 1,000-job batch under load, is not sent twice)."""
+        return self.outbox_grace_s + self.publish_timeout_s
 
     @field_validator("webhook_secret")
     @classmethod

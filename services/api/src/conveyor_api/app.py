@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from conveyor_api import problems
+from conveyor_api.committer import SubmitCommitter
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware, watch_queues
 from conveyor_api.routes import batch, dead_letters, health, jobs, stats, webhooks
@@ -17,6 +18,7 @@ from conveyor_api.state import AppState
 from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.claims import Claims
+from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
@@ -53,6 +55,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         publisher = Publisher(connection, topology, settings.publish_timeout_s)
         await publisher.open()
         events = await Events.open(mongo, settings, publisher)
+        submits = SubmitCommitter(store, outbox, publisher)
+        submits.start()
         app.state.conveyor = AppState(
             settings=settings,
             registry=registry,
@@ -67,6 +71,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             events=events,
             subscriptions=subscriptions,
             deliveries=deliveries,
+            submits=submits,
+            committer=Committer(store, events, publisher, outbox),
         )
         background = []
         if settings.queue_metrics_interval_s:
@@ -76,7 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 )
             )
         relay = asyncio.create_task(
-            run_relay(store, outbox, publisher, settings.outbox_grace_s, events=events)
+            run_relay(store, outbox, publisher, settings.relay_after_s, events=events)
         )
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
@@ -86,6 +92,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await submits.stop()
             with contextlib.suppress(*BROKER_ERRORS):
                 await publisher.close()
                 await connection.close()

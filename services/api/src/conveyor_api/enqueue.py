@@ -8,11 +8,10 @@ from fastapi import Header
 
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState
-from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.idempotency import MAX_KEY_LENGTH, Conflict, Replay, fingerprint
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobSubmission
-from conveyor_kernel.outbox import dispatch_many
 
 log = get_logger(__name__)
 
@@ -60,31 +59,17 @@ async def enqueue(
 ) -> list[Job]:
     """All or nothing: every job is stored and confirmed by the broker, or none is kept.
 
-    Order: outbox entries, then the jobs (bulk writes), then the messages
-    (pipelined confirms), then the entries are deleted. If the process dies
-    midway the outbox relay finishes the work; if the broker refuses any message
-    the jobs and entries are deleted and ``BrokerUnavailableError`` (503) is
-    raised - a message that did get through finds no job and is skipped.
+    The jobs go through the group committer (:mod:`conveyor_api.committer`):
+    outbox group, jobs and confirmed messages are written together with those of
+    every concurrent request. If the broker refuses any message of this request,
+    its jobs are deleted and ``BrokerUnavailableError`` (503) is raised.
     """
     check_submissions(state, subs)
     if not state.publisher.ready:
         raise BrokerUnavailableError("broker connection is not open")
     timeout = state.settings.default_job_timeout_s
     jobs = [Job.from_submission(s, default_timeout_s=timeout, retry_of=retry_of) for s in subs]
-    await state.outbox.add_many(jobs)
-    await state.store.insert_many(jobs)
-    try:
-        await dispatch_many(state.outbox, state.publisher, jobs)
-    except BrokerUnavailableError:
-        try:
-            await state.store.delete_queued([j.id for j in jobs])
-            await state.outbox.remove_many(jobs)
-        except StoreUnavailableError:
-            log.exception(
-                "compensation failed; the outbox will publish the jobs",
-                job_ids=[j.id for j in jobs][:20],
-            )
-        raise
+    await state.submits.commit(jobs)
     for job in jobs:
         state.metrics.submitted.labels(job.type, str(job.priority)).inc()
     log.info("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)

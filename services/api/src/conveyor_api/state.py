@@ -8,10 +8,12 @@ from typing import Annotated
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import Depends, Request
 
+from conveyor_api.committer import SubmitCommitter
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.claims import Claims
+from conveyor_kernel.commit import Committer
 from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
@@ -36,6 +38,8 @@ class AppState:
     events: Events
     subscriptions: SubscriptionStore
     deliveries: DeliveryStore
+    submits: SubmitCommitter
+    committer: Committer
 
 
 def get_state(request: Request) -> AppState:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Callable
 
 import httpx
+from aio_pika.abc import AbstractIncomingMessage
 
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import configure_logging, get_logger
-from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
+from conveyor_kernel.notifications import SUBSCRIPTIONS_CHANGED, DeliveryStore
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.runtime import retry_until_ready, stop_event
 from conveyor_kernel.store import open_client
@@ -27,6 +30,7 @@ from conveyor_notifier.inflight import Inflight
 from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import RetryPolicy
 from conveyor_notifier.settings import NotifierSettings
+from conveyor_notifier.subcache import CachedSubscriptions
 from conveyor_notifier.webhook import WebhookSender
 
 log = get_logger(__name__)
@@ -44,7 +48,9 @@ async def run(settings: NotifierSettings) -> None:
     metrics = NotifierMetrics()
     mongo = open_client(settings, "conveyor-notifier", metrics.registry)
     deliveries = DeliveryStore(mongo, settings.mongodb_db)
-    subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
+    subscriptions = CachedSubscriptions(
+        mongo, settings.mongodb_db, settings.notify_subscription_cache_s
+    )
     for collection in (deliveries, subscriptions):
         await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
     publish_conn = await retry_until_ready(
@@ -99,6 +105,12 @@ async def run(settings: NotifierSettings) -> None:
     events_queue = declared.queues[topology.notifier_events_queue]
     deliveries_queue = await delivery_channel.get_queue(topology.deliveries_queue)
     events_tag = await events_queue.consume(fanout.on_message)
+    # Subscription changes the API announces on the control fanout.
+    control = await events_channel.declare_queue(exclusive=True, auto_delete=True)
+    await control.bind(declared.exchanges[topology.control_exchange])
+    await control.consume(
+        lambda message: on_control(message, subscriptions.invalidate), no_ack=True
+    )
     deliveries_tag = await deliveries_queue.consume(deliverer.on_message)
     log.info(
         "notifier ready",
@@ -124,6 +136,13 @@ async def run(settings: NotifierSettings) -> None:
         await ops.stop()
     await mongo.close()
     log.info("notifier stopped")
+
+
+async def on_control(message: AbstractIncomingMessage, invalidate: Callable[[], None]) -> None:
+    """``{"action": "subscriptions_changed"}`` drops the subscription cache."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        if json.loads(message.body).get("action") == SUBSCRIPTIONS_CHANGED:
+            invalidate()
 
 
 def main() -> None:

@@ -15,6 +15,12 @@ DEFAULT_SCHEDULE_S: list[float] = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 288
 
 
 class NotifierSettings(ConveyorSettings):
+    notify_subscription_cache_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest time a subscription change can go unseen if its change signal "
+        "is lost (changes are normally seen at once)",
+    )
     notify_concurrency: int = Field(
         default=32, ge=1, le=1000, description="Deliveries one notifier process makes at once"
     )

@@ -1,9 +1,16 @@
 """The message callback: parse, decide, run, record, then ack.
 
-The ack happens only after the outcome is durable in MongoDB. Store or
-broker trouble requeues the message (nothing is lost); a message that is not a
-valid envelope is rejected without requeue, which dead-letters it to the
-parking lot.
+The decisions are :mod:`conveyor_kernel.machine`'s and the writes go through
+:class:`conveyor_kernel.commit.Committer`. The ack happens only after the
+outcome is durable in MongoDB and its effects (retry message, parked copy,
+event) are confirmed by the broker. Store or broker trouble requeues the
+message (nothing is lost; the redelivery repairs what is missing); a message
+that is not a valid envelope is parked.
+
+A fast attempt costs one read and one write: it is kept ``running`` in memory
+and recorded by the finishing write. An attempt still running after
+``worker_record_running_after_s`` is written as ``running`` then, so the API
+shows it and a lost worker is detected on redelivery.
 """
 
 from __future__ import annotations
@@ -18,42 +25,47 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from conveyor_kernel.broker import Publisher, settle
+from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
-from conveyor_kernel.events import Events
 from conveyor_kernel.logs import get_logger
+from conveyor_kernel.machine import Outcome, Repair, Run, Skip, Write, admit, finish
 from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
-from conveyor_kernel.outbox import Outbox, dispatch
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
 from conveyor_worker.executor import execute
 from conveyor_worker.metrics import WorkerMetrics
-from conveyor_worker.transitions import ContentionError, Outcome, Run, begin, finish
+from conveyor_worker.running import RunningRecorder
 
 log = get_logger(__name__)
 _jitter = random.SystemRandom()  # backoff jitter, not crypto
 
 STORE_BACKOFF_S = 1.0
+MAX_CAS_ROUNDS = 20
+
+
+class ContentionError(RuntimeError):
+    """The job document kept changing under us."""
 
 
 class JobConsumer:
     def __init__(
         self,
         store: JobStore,
-        outbox: Outbox,
-        events: Events,
+        committer: Committer,
         publisher: Publisher,
         registry: HandlerRegistry,
         *,
         worker_id: str,
         metrics: WorkerMetrics,
+        record_running_after_s: float,
     ) -> None:
         self._metrics = metrics
         metrics.in_flight.set_function(lambda: len(self._running))
         self._store = store
-        self._outbox = outbox
-        self._events = events
+        self._committer = committer
         self._publisher = publisher
+        self._record_after_s = record_running_after_s
         self._registry = registry
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
@@ -131,34 +143,35 @@ class JobConsumer:
                 return
             if wait_s > 0:
                 await asyncio.sleep(wait_s)  # under the smallest tier (< 1 s)
-        decision = await begin(
-            self._store, self._events, env, self._worker_id, redelivered=bool(message.redelivered)
-        )
-        if not isinstance(decision, Run):
-            log.info("skipping message", reason=decision.reason)
-            self._metrics.skipped.inc()
-            if decision.parked is not None:
-                await self._park(message, decision.parked)
+        run = await self._admit(message, env)
+        if run is None:
             await settle(message.ack())
             return
-        job = decision.job
-        budget_after = job.budget_used + 1
+        job = run.job
         ctx = JobContext(
             job_id=job.id,
             type=job.type,
             payload=job.payload,
-            attempt=decision.attempt.number,
+            attempt=run.attempt.number,
             max_retries=job.max_retries,
-            is_last_attempt=budget_after > job.max_retries,
+            is_last_attempt=job.budget_used + 1 > job.max_retries,
         )
         task = asyncio.current_task()
         self._running[task] = ctx  # type: ignore[index]
-        log.info("attempt started", number=decision.attempt.number)
+        log.info("attempt started", number=run.attempt.number)
         self._metrics.attempt_started(env)
+        recorder = RunningRecorder(
+            self._store, run.running, 0.0 if run.record_now else self._record_after_s
+        )
         try:
+            if run.record_now:
+                await recorder.wait_written()
             spec = self._registry.get(job.type)
         except UnknownJobTypeError as exc:
             outcome = Outcome(AttemptOutcome.FAILED, error=str(exc), permanent=True)
+        except asyncio.CancelledError:
+            await recorder.settle()
+            raise
         else:
             try:
                 outcome = await execute(spec, ctx, job.timeout_s)
@@ -168,35 +181,73 @@ class JobConsumer:
                     task.uncancel()  # type: ignore[union-attr]
                     self._cancelled.discard(job.id)
                     outcome = Outcome(AttemptOutcome.CANCELLED, error="cancelled by request")
-                    await self._record(decision, outcome)
+                    await self._record(run, await recorder.settle(), outcome)
                     await settle(message.ack())
                     return
                 # Graceful shutdown ran out of grace: record it, then requeue.
                 outcome = Outcome(AttemptOutcome.INTERRUPTED, error="worker shut down")
-                await asyncio.shield(self._record(decision, outcome))
+                await asyncio.shield(self._interrupted(run, recorder, outcome))
                 await settle(message.nack(requeue=True))
                 raise
         # The handler is done: a cancel signal from now on must not interrupt the
         # bookkeeping below (no await ran since execute returned, so none slipped in).
         self._running[task] = None  # type: ignore[index]
-        stored = await self._record(decision, outcome)
-        if stored is not None and stored.status is JobStatus.RETRYING:
-            try:
-                await dispatch(self._outbox, self._publisher, stored)
-            except BrokerUnavailableError as exc:
-                log.warning("retry not published now; the outbox relay will", error=str(exc))
-        elif stored is not None and stored.status is JobStatus.FAILED:
-            await self._park(message, stored)
+        await self._record(run, await recorder.settle(), outcome)
         await settle(message.ack())
 
-    async def _record(self, run: Run, outcome: Outcome) -> Job | None:
+    async def _admit(self, message: AbstractIncomingMessage, env: JobEnvelope) -> Run | None:
+        """Decide what to do with ``env``: a :class:`Run`, or ``None`` when the
+        message is done with (skipped, repaired or resolved by a write)."""
+        for _ in range(MAX_CAS_ROUNDS):
+            job = await self._store.get(env.job_id)
+            decision = admit(
+                job, env, self._worker_id, utcnow(), redelivered=bool(message.redelivered)
+            )
+            if isinstance(decision, Run):
+                return decision
+            log.info("skipping message", reason=decision.reason)
+            self._metrics.skipped.inc()
+            if isinstance(decision, Skip):
+                return None
+            if isinstance(decision, Repair):
+                await self._committer.repair(decision.transition)
+                return None
+            assert isinstance(decision, Write)
+            stored = await self._committer.apply(decision.transition, durable=False)
+            if stored is not None:
+                self._count_parked(stored)
+                return None
+        raise ContentionError(f"job {env.job_id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
+
+    async def _interrupted(self, run: Run, recorder: RunningRecorder, outcome: Outcome) -> None:
+        await self._record(run, await recorder.settle(), outcome)
+
+    async def _record(self, run: Run, base: Job | None, outcome: Outcome) -> Job | None:
+        """Close the attempt with ``outcome`` (``base``: the job as last written, or
+        ``None`` if unknown); returns the stored job, or ``None`` if it was no
+        longer ours to close (cancelled or deleted meanwhile)."""
         duration_s = (utcnow() - run.attempt.started_at).total_seconds()
-        stored = await finish(
-            self._store, self._outbox, self._events, run, outcome, rand=_jitter.random()
-        )
+        stored: Job | None = None
+        job = base
+        for _ in range(MAX_CAS_ROUNDS):
+            if job is None:
+                job = await self._store.get(run.job.id)
+                if job is None:
+                    break
+            transition = finish(job, run.attempt, outcome, utcnow(), rand=_jitter.random())
+            if transition is None:
+                break
+            stored = await self._committer.apply(transition, durable=False)
+            if stored is not None:
+                break
+            job = None
+        else:
+            raise ContentionError(f"job {run.job.id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
         self._metrics.attempt_finished(
             run.job.type, outcome.outcome, outcome.error_type, stored, duration_s
         )
+        if stored is not None:
+            self._count_parked(stored)
         log.info(
             "attempt finished",
             outcome=outcome.outcome.value,
@@ -208,22 +259,9 @@ class JobConsumer:
         )
         return stored
 
-    async def _park(self, message: AbstractIncomingMessage, job: Job) -> None:
-        """The final dead letter: a copy in the parking lot, the reason in its headers."""
-        reason = job.dead_letter.reason if job.dead_letter else "failed"
-        self._metrics.dead_lettered.labels(job.type, reason).inc()
-        headers = {
-            "x-conveyor-job-id": job.id,
-            "x-conveyor-type": job.type,
-            "x-conveyor-attempts": len(job.attempts),
-            "x-conveyor-error": (job.error or "")[:1000],
-        }
-        try:
-            await self._publisher.park(message.body, reason, headers)
-        except BrokerUnavailableError as exc:
-            log.warning("job failed but its parking-lot copy was not published", error=str(exc))
-        else:
-            log.info("job parked", reason=reason)
+    def _count_parked(self, job: Job) -> None:
+        if job.status is JobStatus.FAILED and job.dead_letter is not None:
+            self._metrics.dead_lettered.labels(job.type, job.dead_letter.reason).inc()
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to ``grace_s`` for in-flight jobs, then interrupt the rest."""

@@ -1,7 +1,7 @@
 """Runs one attempt of a handler: the single place where handler errors are classified.
 
 Retryable vs permanent, timeouts and interruption all become an
-:class:`~conveyor_worker.transitions.Outcome`; nothing else in the worker
+:class:`~conveyor_kernel.machine.Outcome`; nothing else in the worker
 catches handler exceptions.
 """
 
@@ -17,9 +17,9 @@ import bson.errors
 
 from conveyor_kernel.errors import PermanentError
 from conveyor_kernel.logs import get_logger
+from conveyor_kernel.machine import Outcome
 from conveyor_kernel.model import AttemptOutcome
 from conveyor_kernel.registry import HandlerSpec, JobContext
-from conveyor_worker.transitions import Outcome
 
 log = get_logger(__name__)
 

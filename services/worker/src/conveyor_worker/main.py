@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.logs import configure_logging, get_logger
@@ -48,7 +49,13 @@ async def run(settings: WorkerSettings) -> None:
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
     consumer = JobConsumer(
-        store, outbox, events, publisher, registry, worker_id=settings.worker_id, metrics=metrics
+        store,
+        Committer(store, events, publisher, outbox),
+        publisher,
+        registry,
+        worker_id=settings.worker_id,
+        metrics=metrics,
+        record_running_after_s=settings.worker_record_running_after_s,
     )
     ops = await OpsServer.serve(
         metrics.registry,
@@ -63,7 +70,7 @@ async def run(settings: WorkerSettings) -> None:
     await control.bind(declared.exchanges[topology.control_exchange])
     await control.consume(consumer.on_control, no_ack=True)
     relay = asyncio.create_task(
-        run_relay(store, outbox, publisher, settings.outbox_grace_s, events=events)
+        run_relay(store, outbox, publisher, settings.relay_after_s, events=events)
     )
     log.info(
         "worker ready",

@@ -26,6 +26,12 @@ class WorkerSettings(ConveyorSettings):
     worker_shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long in-flight jobs may finish"
     )
+    worker_record_running_after_s: float = Field(
+        default=0.25,
+        ge=0,
+        description="An attempt still running after this long is written as running (so a "
+        "lost worker shows); faster ones cost a single write, at the end",
+    )
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0: off)"
     )

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState, State
 from conveyor_kernel.broker import BROKER_ERRORS
+from conveyor_kernel.commit import Written
+from conveyor_kernel.machine import redrive as redrive_job
 from conveyor_kernel.model import Job, JobStatus, utcnow
-from conveyor_kernel.outbox import dispatch_many
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 MAX_REDRIVE = 1000
@@ -84,7 +85,7 @@ async def list_dead_letters(
     return DeadLetterPage(items=[_out(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
-async def _redrive_one(state: AppState, job_id: str, operator: str) -> Job | str:
+async def _redrive_one(state: AppState, job_id: str, operator: str) -> Written | str:
     job = await state.store.get(job_id)
     if job is None:
         return "no such job"
@@ -93,13 +94,8 @@ async def _redrive_one(state: AppState, job_id: str, operator: str) -> Job | str
     # Exactly one redrive per parked version of the job, even with two operators.
     if not await state.claims.claim(f"redrive:{job.id}:{job.rev}", operator):
         return "already being redriven"
-    fresh = job.redriven(utcnow())
-    await state.outbox.add(fresh.id, fresh.next_attempt)
-    stored = await state.store.compare_and_set(fresh)
-    if stored is None:
-        await state.outbox.remove(fresh.id, fresh.next_attempt)
-        return "changed meanwhile"
-    return stored
+    written = await state.committer.write(redrive_job(job, utcnow()), durable=True)
+    return "changed meanwhile" if written is None else written
 
 
 @router.post("/redrive")
@@ -115,7 +111,7 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     else:
         ids = list(dict.fromkeys(body.ids or []))
     operator = uuid.uuid4().hex
-    redriven: list[Job] = []
+    redriven: list[Written] = []
     skipped: list[Skipped] = []
     for job_id in ids:
         result = await _redrive_one(state, job_id, operator)
@@ -123,9 +119,11 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
             skipped.append(Skipped(job_id=job_id, reason=result))
         else:
             redriven.append(result)
-    if redriven:
-        await dispatch_many(state.outbox, state.publisher, redriven)
-    return RedriveOut(redriven=[j.id for j in redriven], skipped=skipped)
+    # Published only once every claim is written: a job redriven here cannot fail
+    # again and look like a fresh dead letter to a concurrent redrive meanwhile.
+    for written in redriven:
+        await written.send()
+    return RedriveOut(redriven=[w.job.id for w in redriven], skipped=skipped)
 
 
 @router.delete("")

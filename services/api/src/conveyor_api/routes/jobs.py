@@ -13,6 +13,7 @@ from conveyor_api.schemas import JobOut, JobPage, JobTypeOut
 from conveyor_api.state import AppState, State
 from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.logs import get_logger
+from conveyor_kernel.machine import cancel, request_cancel
 from conveyor_kernel.model import CANCELLABLE_STATUSES, Job, JobStatus, JobSubmission, utcnow
 from conveyor_kernel.store import DeleteResult
 
@@ -132,14 +133,12 @@ async def cancel_job(job_id: str, state: State) -> Response:
             )
         now = utcnow()
         if job.status in CANCELLABLE_STATUSES:
-            stored = await state.events.commit(state.store, job.cancelled(now))
+            stored = await state.committer.apply(cancel(job, now), durable=True)
             if stored is not None:
                 log.info("job cancelled", job_id=job_id)
                 return JSONResponse(JobOut.of(stored).model_dump(mode="json"))
             continue
-        stored = await state.store.compare_and_set(
-            job.model_copy(update={"cancel_requested_at": now, "updated_at": now})
-        )
+        stored = await state.committer.apply(request_cancel(job, now), durable=True)
         if stored is None:
             continue
         try:

@@ -9,9 +9,12 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from conveyor_api.problems import ApiError
-from conveyor_api.state import State
+from conveyor_api.state import AppState, State
+from conveyor_kernel.errors import BrokerUnavailableError
+from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import utcnow
 from conveyor_kernel.notifications import (
+    SUBSCRIPTIONS_CHANGED,
     Channel,
     Delivery,
     DeliveryAttempt,
@@ -23,6 +26,7 @@ from conveyor_kernel.notifications import (
 )
 from conveyor_kernel.notify_spec import ALL_EVENTS, EventType, check_http_url
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such subscription"}}
 
@@ -134,7 +138,18 @@ async def create_webhook(body: WebhookIn, state: State) -> WebhookCreated:
         updated_at=now,
     )
     await state.subscriptions.insert(sub)
+    await _announce_change(state)
     return WebhookCreated(**WebhookOut.of(sub).model_dump(), secret=sub.secret)
+
+
+async def _announce_change(state: AppState) -> None:
+    """Notifiers cache subscriptions; tell them to reload (their TTL covers a miss)."""
+    try:
+        await state.publisher.publish_control({"action": SUBSCRIPTIONS_CHANGED})
+    except BrokerUnavailableError as exc:
+        log.warning(
+            "subscription change not announced; notifiers see it within their TTL", error=str(exc)
+        )
 
 
 @router.get("/webhooks")
@@ -155,6 +170,7 @@ async def update_webhook(sub_id: str, body: WebhookPatch, state: State) -> Webho
     updated = await state.subscriptions.update(sub_id, fields)
     if updated is None:
         raise ApiError(404, "webhook_not_found", f"no webhook subscription {sub_id!r}")
+    await _announce_change(state)
     return WebhookOut.of(updated)
 
 
@@ -162,6 +178,7 @@ async def update_webhook(sub_id: str, body: WebhookPatch, state: State) -> Webho
 async def delete_webhook(sub_id: str, state: State) -> Response:
     if not await state.subscriptions.delete(sub_id):
         raise ApiError(404, "webhook_not_found", f"no webhook subscription {sub_id!r}")
+    await _announce_change(state)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
