@@ -91,3 +91,25 @@ async def test_cancel_finished_job_is_409_and_cancelled_jobs_can_be_retried(
     clone = await client.post(f"/v1/jobs/{other['id']}/retry")
     assert clone.status_code == 201
     assert (await client.delete(f"/v1/jobs/{other['id']}")).status_code == 204
+
+
+async def test_cancelled_waiting_job_never_runs_even_from_a_fresh_message(stack: Stack) -> None:
+    """A worker runs fresh messages from the job they carry, without a read; a
+    cancel request reaching it over the control fanout must still stop the job."""
+    client = await stack.start_api()
+    worker = await stack.start_worker(worker_concurrency=1)
+    blocker = await stack.submit("sleep", payload={"seconds": 2})
+    await stack.wait_job(blocker["id"], {"running"})
+    waiting = await stack.submit("echo", payload={"never": True})  # behind the blocker
+    resp = await client.post(f"/v1/jobs/{waiting['id']}/cancel")
+    assert resp.status_code == 200
+    assert (await stack.wait_job(blocker["id"]))["status"] == "completed"
+    for _ in range(100):
+        if "skipping message" in worker.log():
+            break
+        await asyncio.sleep(0.1)
+    final = (await client.get(f"/v1/jobs/{waiting['id']}")).json()
+    assert final["status"] == "cancelled"
+    assert final["attempts"] == []
+    assert final["result"] is None
+    assert "skipping message" in worker.log()

@@ -245,6 +245,7 @@ class Job(BaseModel):
             attempt=self.next_attempt,
             priority=self.priority,
             not_before=self.next_attempt_at,
+            job=self.model_dump(by_alias=True, mode="json"),
         )
 
 
@@ -261,4 +262,9 @@ class JobEnvelope(BaseModel):
     enqueued_at: datetime = Field(default_factory=utcnow)
     not_before: datetime | None = Field(
         default=None, description="Do not run before this time (retry backoff, schedules)"
+    )
+    job: dict[str, Any] | None = Field(
+        default=None,
+        description="The job document as published: a worker may run a fresh message "
+        "from it without a read (its final compare-and-set still checks the revision)",
     )

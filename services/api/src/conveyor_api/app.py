@@ -17,6 +17,7 @@ from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.claims import Claims
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
@@ -47,7 +48,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
         claims = Claims(mongo, settings.mongodb_db)
         subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
         deliveries = DeliveryStore(mongo, settings.mongodb_db)
-        for collection in (store, outbox, idempotency, claims, subscriptions, deliveries):
+        cancellations = Cancellations(mongo, settings.mongodb_db)
+        for collection in (
+            store,
+            outbox,
+            idempotency,
+            claims,
+            subscriptions,
+            deliveries,
+            cancellations,
+        ):
             await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
         connection = await retry_until_ready(
             "rabbitmq", lambda: connect(settings.amqp_url, "conveyor-api publish"), BROKER_ERRORS
@@ -72,6 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             subscriptions=subscriptions,
             deliveries=deliveries,
             submits=submits,
+            cancellations=cancellations,
             committer=Committer(store, events, publisher, outbox),
         )
         background = []

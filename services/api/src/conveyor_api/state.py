@@ -12,6 +12,7 @@ from conveyor_api.committer import SubmitCommitter
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_kernel.broker import Publisher
+from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.claims import Claims
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.events import Events
@@ -39,10 +40,11 @@ class AppState:
     subscriptions: SubscriptionStore
     deliveries: DeliveryStore
     submits: SubmitCommitter
+    cancellations: Cancellations
     committer: Committer
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.conveyor
     return state
 

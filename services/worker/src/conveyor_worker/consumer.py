@@ -7,8 +7,9 @@ event) are confirmed by the broker. Store or broker trouble requeues the
 message (nothing is lost; the redelivery repairs what is missing); a message
 that is not a valid envelope is parked.
 
-A fast attempt costs one read and one write: it is kept ``running`` in memory
-and recorded by the finishing write. An attempt still running after
+A fast attempt costs one write: a fresh message carries the job, so it runs
+without a read unless a cancel request names it (:mod:`conveyor_worker.cancels`);
+it is kept ``running`` in memory and recorded by the finishing write. An attempt still running after
 ``worker_record_running_after_s`` is written as ``running`` then, so the API
 shows it and a lost worker is detected on redelivery.
 """
@@ -33,6 +34,7 @@ from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, u
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
+from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.executor import execute
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.running import RunningRecorder
@@ -52,6 +54,7 @@ class JobConsumer:
     def __init__(
         self,
         store: JobStore,
+        cancels: CancelWatch,
         committer: Committer,
         publisher: Publisher,
         registry: HandlerRegistry,
@@ -63,6 +66,7 @@ class JobConsumer:
         self._metrics = metrics
         metrics.in_flight.set_function(lambda: len(self._running))
         self._store = store
+        self._cancels = cancels
         self._committer = committer
         self._publisher = publisher
         self._record_after_s = record_running_after_s
@@ -97,6 +101,7 @@ class JobConsumer:
             return
         if action != "cancel":
             return
+        self._cancels.add(job_id)
         for task, ctx in self._running.items():
             if ctx is not None and ctx.job_id == job_id:
                 log.info("cancelling running job", job_id=job_id)
@@ -198,11 +203,15 @@ class JobConsumer:
     async def _admit(self, message: AbstractIncomingMessage, env: JobEnvelope) -> Run | None:
         """Decide what to do with ``env``: a :class:`Run`, or ``None`` when the
         message is done with (skipped, repaired or resolved by a write)."""
+        redelivered = bool(message.redelivered)
+        snapshot = None if redelivered or self._cancels.must_read(env) else env.job
         for _ in range(MAX_CAS_ROUNDS):
-            job = await self._store.get(env.job_id)
-            decision = admit(
-                job, env, self._worker_id, utcnow(), redelivered=bool(message.redelivered)
-            )
+            if snapshot is not None:  # a fresh message: run it as published, no read
+                job: Job | None = Job.model_validate(snapshot)
+                snapshot = None
+            else:
+                job = await self._store.get(env.job_id)
+            decision = admit(job, env, self._worker_id, utcnow(), redelivered=redelivered)
             if isinstance(decision, Run):
                 return decision
             log.info("skipping message", reason=decision.reason)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
+from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
@@ -19,6 +20,7 @@ from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready, stop_event
 from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology, declare
+from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.consumer import JobConsumer
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.settings import WorkerSettings
@@ -34,7 +36,8 @@ async def run(settings: WorkerSettings) -> None:
     mongo = open_client(settings, "conveyor-worker", metrics.registry)
     store = JobStore(mongo, settings.mongodb_db)
     outbox = Outbox(mongo, settings.mongodb_db)
-    for collection in (store, outbox):
+    cancellations = Cancellations(mongo, settings.mongodb_db)
+    for collection in (store, outbox, cancellations):
         await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
     name = f"conveyor-worker {settings.worker_id}"
     publish_conn = await retry_until_ready(
@@ -48,8 +51,10 @@ async def run(settings: WorkerSettings) -> None:
     await channel.set_qos(prefetch_count=settings.prefetch)
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
+    cancels = CancelWatch(cancellations)
     consumer = JobConsumer(
         store,
+        cancels,
         Committer(store, events, publisher, outbox),
         publisher,
         registry,
@@ -64,11 +69,14 @@ async def run(settings: WorkerSettings) -> None:
         settings.metrics_host,
         settings.metrics_port,
     )
-    tag = await queue.consume(consumer.on_message)
-    # A private queue on the control fanout: cancellation of jobs running here.
+    # A private queue on the control fanout: cancel requests (running jobs are
+    # stopped; waiting ones are read before they run). Bound before the request log
+    # is loaded, and both before consuming, so no request falls in between.
     control = await channel.declare_queue(exclusive=True, auto_delete=True)
     await control.bind(declared.exchanges[topology.control_exchange])
     await control.consume(consumer.on_control, no_ack=True)
+    await retry_until_ready("mongodb", cancels.start, (StoreUnavailableError,))
+    tag = await queue.consume(consumer.on_message)
     relay = asyncio.create_task(
         run_relay(store, outbox, publisher, settings.relay_after_s, events=events)
     )
@@ -85,6 +93,7 @@ async def run(settings: WorkerSettings) -> None:
     with contextlib.suppress(*BROKER_ERRORS):
         await queue.cancel(tag)
     relay.cancel()
+    await cancels.stop()
     await consumer.drain(settings.worker_shutdown_grace_s)
     with contextlib.suppress(asyncio.CancelledError):
         await relay

@@ -131,20 +131,20 @@ async def cancel_job(job_id: str, state: State) -> Response:
                 f"job {job_id} is already {job.status.value}",
                 job_status=job.status.value,
             )
+        # Logged first: workers running fresh messages from their snapshot check it.
+        await state.cancellations.record(job_id)
         now = utcnow()
-        if job.status in CANCELLABLE_STATUSES:
-            stored = await state.committer.apply(cancel(job, now), durable=True)
-            if stored is not None:
-                log.info("job cancelled", job_id=job_id)
-                return JSONResponse(JobOut.of(stored).model_dump(mode="json"))
-            continue
-        stored = await state.committer.apply(request_cancel(job, now), durable=True)
+        waiting = job.status in CANCELLABLE_STATUSES
+        transition = cancel(job, now) if waiting else request_cancel(job, now)
+        stored = await state.committer.apply(transition, durable=True)
         if stored is None:
             continue
         try:
             await state.publisher.publish_control({"action": "cancel", "job_id": job_id})
         except BrokerUnavailableError as exc:
-            # The request is recorded: a redelivered message will see it.
+            # The request is recorded: workers poll the log, a redelivery sees the job.
             log.warning("cancel signal not sent", job_id=job_id, error=str(exc))
-        return JSONResponse(JobOut.of(stored).model_dump(mode="json"), status_code=202)
+        log.info("job cancelled" if waiting else "job cancel requested", job_id=job_id)
+        code = status.HTTP_200_OK if waiting else status.HTTP_202_ACCEPTED
+        return JSONResponse(JobOut.of(stored).model_dump(mode="json"), status_code=code)
     raise ApiError(409, "job_busy", f"job {job_id} kept changing; try again")
