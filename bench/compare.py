@@ -190,7 +190,13 @@ async def main() -> int:
     )
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def interrupted(sig: signal.Signals) -> None:
+        log("compare", f"{sig.name}: stopping after cleaning up the current run")
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, interrupted, sig)
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
     main_runs = [await run_one(name, runner, spec) for name, runner in chosen]
