@@ -192,6 +192,9 @@ async def main() -> int:
     assert task is not None
 
     def interrupted(sig: signal.Signals) -> None:
+        if task.cancelling():  # a second signal must not cut the cleanup short
+            log("compare", f"{sig.name}: already stopping, cleaning up")
+            return
         log("compare", f"{sig.name}: stopping after cleaning up the current run")
         task.cancel()
 
@@ -199,31 +202,36 @@ async def main() -> int:
         asyncio.get_running_loop().add_signal_handler(sig, interrupted, sig)
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
-    main_runs = [await run_one(name, runner, spec) for name, runner in chosen]
+    path = out_dir / f"compare-{started}.json"
+    main_runs: list[RunResult] = []
     scaling_runs: list[RunResult] = []
-    if args.scaling:
-        for w in (int(x) for x in args.scaling_workers.split(",")):
+
+    def save(table: str | None = None) -> None:
+        """After every run, so that an interrupted run keeps what it measured."""
+        body = {
+            "started": started,
+            "argv": sys.argv[1:],
+            "config": vars(args),
+            "main": [r.to_json() for r in main_runs],
+            "scaling": [r.to_json() for r in scaling_runs],
+            "table": table,
+        }
+        path.write_text(json.dumps(body, indent=2))
+
+    try:
+        for name, runner in chosen:
+            main_runs.append(await run_one(name, runner, spec))
+            save()
+        for w in (int(x) for x in args.scaling_workers.split(",")) if args.scaling else ():
             for name, runner in chosen:
                 sub = replace(spec, jobs=args.scaling_jobs, workers=w)
                 scaling_runs.append(await run_one(name, runner, sub))
-
-    table = report(main_runs, scaling_runs, args)
-    print(table)
-    path = out_dir / f"compare-{started}.json"
-    path.write_text(
-        json.dumps(
-            {
-                "started": started,
-                "argv": sys.argv[1:],
-                "config": vars(args),
-                "main": [r.to_json() for r in main_runs],
-                "scaling": [r.to_json() for r in scaling_runs],
-                "table": table,
-            },
-            indent=2,
-        )
-    )
-    print(f"\nJSON: {path.relative_to(ROOT)}")
+                save()
+    finally:  # interrupted too: the runs that finished
+        table = report(main_runs, scaling_runs, args)
+        print(table)
+        save(table)
+        print(f"\nJSON: {path.relative_to(ROOT)}")
     return 1 if any(r.error for r in main_runs + scaling_runs) else 0
 
 
