@@ -3,11 +3,24 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 
 from conveyor_kernel.events import JobEvent, job_event
 from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
+
+
+def add_server_args(ap: argparse.ArgumentParser) -> None:
+    """``--amqp-url`` and ``--mongodb-url`` (defaults: the environment, then local)."""
+    ap.add_argument(
+        "--amqp-url",
+        default=os.environ.get("CONVEYOR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    ap.add_argument(
+        "--mongodb-url",
+        default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
+    )
 
 
 def free_port() -> int:

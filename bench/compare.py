@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from benchlib import add_server_args
 from compare_celery import run_celery
 from compare_common import RunResult, RunSpec, log
 from compare_conveyor import run_conveyor
@@ -63,14 +63,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--scaling-jobs", type=int, default=5000)
     ap.add_argument("--scaling-workers", default="1,2,4", help="comma-separated process counts")
     ap.add_argument("--systems", default="conveyor,celery", help="run only some (debugging)")
-    ap.add_argument(
-        "--amqp-url",
-        default=os.environ.get("CONVEYOR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-    )
-    ap.add_argument(
-        "--mongodb-url",
-        default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
-    )
+    add_server_args(ap)
     ap.add_argument(
         "--rabbitmq-api",
         default="http://guest:guest@127.0.0.1:15672",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 
-from benchlib import free_port, percentile, service_env
+from benchlib import add_server_args, free_port, percentile, service_env
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
@@ -44,14 +43,7 @@ def ms(values: list[float], p: float) -> float:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=200)
-    ap.add_argument(
-        "--amqp-url",
-        default=os.environ.get("CONVEYOR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-    )
-    ap.add_argument(
-        "--mongodb-url",
-        default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
-    )
+    add_server_args(ap)
     args = ap.parse_args()
     ns = f"idle{uuid.uuid4().hex[:8]}"
     port = free_port()

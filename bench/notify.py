@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import uvicorn
 
-from benchlib import completed_event, free_port, percentile, service_env
+from benchlib import add_server_args, completed_event, free_port, percentile, service_env
 from conveyor_kernel.broker import Publisher, connect
 from conveyor_kernel.notifications import new_secret
 from conveyor_kernel.store import make_client
@@ -59,14 +58,7 @@ async def main() -> None:
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--notifiers", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=32, help="per notifier")
-    ap.add_argument(
-        "--amqp-url",
-        default=os.environ.get("CONVEYOR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-    )
-    ap.add_argument(
-        "--mongodb-url",
-        default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
-    )
+    add_server_args(ap)
     args = ap.parse_args()
 
     ns = f"bench{uuid.uuid4().hex[:8]}"

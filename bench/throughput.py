@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import aio_pika
 import aiohttp
 import httpx
 
-from benchlib import free_port, percentile, service_env
+from benchlib import add_server_args, free_port, percentile, service_env
 from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
@@ -79,14 +78,7 @@ async def main() -> None:
         action="store_true",
         help="measure submission only; do not wait for the jobs to complete",
     )
-    ap.add_argument(
-        "--amqp-url",
-        default=os.environ.get("CONVEYOR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-    )
-    ap.add_argument(
-        "--mongodb-url",
-        default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
-    )
+    add_server_args(ap)
     args = ap.parse_args()
 
     ns = f"bench{uuid.uuid4().hex[:8]}"
