@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
+import sys
+import time
+
+import aiohttp
 
 from conveyor_kernel.events import JobEvent, job_event
 from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
@@ -60,3 +65,37 @@ def completed_event(webhook_url: str, payload: dict[str, object] | None = None) 
     event = job_event(job, "http://localhost:8000")
     assert event is not None
     return event
+
+
+async def post_echo_jobs(
+    base_url: str, jobs: int, clients: int, latencies: list[float], statuses: dict[int, int]
+) -> None:
+    """``POST /v1/jobs`` of ``jobs`` echo jobs from ``clients`` concurrent submitters,
+    appending each round trip to ``latencies`` and counting answers in ``statuses``
+    (``0``: no answer).
+
+    The load generator is aiohttp: httpx's client, at 64 connections, tops out near
+    100 requests/s on this machine and would measure itself, not the API.
+    """
+    counter = iter(range(jobs))
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+
+        async def submitter() -> None:
+            for i in counter:
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(
+                        "/v1/jobs", json={"type": "echo", "payload": {"i": i}}
+                    ) as resp:
+                        await resp.read()
+                        code = resp.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    print(f"request {i}: {exc!r}", file=sys.stderr)
+                    statuses[0] = statuses.get(0, 0) + 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                statuses[code] = statuses.get(code, 0) + 1
+
+        await asyncio.gather(*(submitter() for _ in range(clients)))

@@ -11,11 +11,10 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import httpx
 from pymongo import AsyncMongoClient
 
-from benchlib import free_port, service_env
+from benchlib import free_port, post_echo_jobs, service_env
 from compare_common import (
     RunResult,
     RunSpec,
@@ -59,34 +58,9 @@ async def wait_consumers(client: httpx.AsyncClient, workers: int, alive: Any) ->
 
 
 async def submit(base_url: str, result: RunResult, clients: int) -> None:
-    """``POST /v1/jobs`` of N echo jobs from ``clients`` concurrent submitters.
-
-    The load generator is aiohttp: httpx's client, at 64 connections, tops out
-    near 100 requests/s on this machine and would measure itself, not the API.
-    """
-    counter = iter(range(result.jobs))
+    """``POST /v1/jobs`` of N echo jobs from ``clients`` concurrent submitters."""
     statuses: dict[int, int] = {}
-    connector = aiohttp.TCPConnector(limit=clients)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
-
-        async def submitter() -> None:
-            for i in counter:
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(
-                        "/v1/jobs", json={"type": "echo", "payload": {"i": i}}
-                    ) as resp:
-                        await resp.read()
-                        code = resp.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    print(f"request {i}: {exc!r}", file=sys.stderr)
-                    statuses[0] = statuses.get(0, 0) + 1
-                    continue
-                result.latencies.append(time.perf_counter() - t0)
-                statuses[code] = statuses.get(code, 0) + 1
-
-        await asyncio.gather(*(submitter() for _ in range(clients)))
+    await post_echo_jobs(base_url, result.jobs, clients, result.latencies, statuses)
     result.accepted = statuses.get(202, 0)
     result.errors = result.jobs - result.accepted
     if result.errors:

@@ -24,10 +24,9 @@ import uuid
 from pathlib import Path
 
 import aio_pika
-import aiohttp
 import httpx
 
-from benchlib import add_server_args, free_port, percentile, service_env
+from benchlib import add_server_args, free_port, percentile, post_echo_jobs, service_env
 from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
@@ -134,7 +133,6 @@ async def main() -> None:
             latencies: list[float] = []
             errors = 0
             statuses: dict[int, int] = {}
-            counter = iter(range(args.jobs))
 
             async def batch_submitter() -> None:
                 nonlocal errors
@@ -152,42 +150,16 @@ async def main() -> None:
 
             batches = iter(range(0, args.jobs, args.batch or 1))
 
-            # Single submits come from aiohttp: httpx's client tops out near 100 req/s at
-            # 64 connections here and would measure itself, not the API.
-            session = aiohttp.ClientSession(
-                f"http://127.0.0.1:{port}",
-                connector=aiohttp.TCPConnector(limit=args.client_concurrency),
-                timeout=aiohttp.ClientTimeout(total=60),
-            )
-
-            async def submitter() -> None:
-                nonlocal errors
-                for i in counter:
-                    t0 = time.perf_counter()
-                    try:
-                        async with session.post(
-                            "/v1/jobs", json={"type": "echo", "payload": {"i": i}}
-                        ) as resp:
-                            await resp.read()
-                            code = resp.status
-                    except (aiohttp.ClientError, TimeoutError) as exc:
-                        print(f"request {i}: {exc!r}", file=sys.stderr)
-                        statuses[0] = statuses.get(0, 0) + 1
-                        errors += 1
-                        continue
-                    latencies.append(time.perf_counter() - t0)
-                    errors += code != 202
-                    statuses[code] = statuses.get(code, 0) + 1
-
             start = time.perf_counter()
             start_wall = time.time()
             if args.batch:
                 workers_n = max(1, min(args.client_concurrency, 4))
                 await asyncio.gather(*(batch_submitter() for _ in range(workers_n)))
             else:
-                await asyncio.gather(*(submitter() for _ in range(args.client_concurrency)))
+                base = f"http://127.0.0.1:{port}"
+                await post_echo_jobs(base, args.jobs, args.client_concurrency, latencies, statuses)
+                errors = args.jobs - statuses.get(202, 0)
             submitted_s = time.perf_counter() - start
-            await session.close()
             accepted = statuses.get(202, 0)
             print(f"submitted in {submitted_s:.1f} s, responses {statuses}", file=sys.stderr)
             if args.submit_only:

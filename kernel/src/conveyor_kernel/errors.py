@@ -27,5 +27,10 @@ class StoreUnavailableError(ConveyorError):
     """MongoDB could not be reached or did not acknowledge a write."""
 
 
+class ContentionError(ConveyorError):
+    """A job document kept changing under a compare-and-set (another writer won);
+    the message is requeued and decided again from the stored state."""
+
+
 class InvalidEnvelopeError(PermanentError):
     """A broker message that cannot be parsed or validated (a poison message)."""

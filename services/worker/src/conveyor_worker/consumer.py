@@ -27,7 +27,11 @@ from pydantic import ValidationError
 
 from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.commit import Committer
-from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.errors import (
+    BrokerUnavailableError,
+    ContentionError,
+    StoreUnavailableError,
+)
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import Outcome, Repair, Run, Skip, Write, admit, finish
 from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
@@ -44,10 +48,6 @@ _jitter = random.SystemRandom()  # backoff jitter, not crypto
 
 STORE_BACKOFF_S = 1.0
 MAX_CAS_ROUNDS = 20
-
-
-class ContentionError(RuntimeError):
-    """The job document kept changing under us."""
 
 
 class JobConsumer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.errors import ContentionError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job
 from conveyor_kernel.store import JobStore
@@ -35,7 +35,7 @@ class RunningRecorder:
     async def wait_written(self) -> None:
         """For a redelivered message: the attempt must be on record before it runs."""
         if await self._task is None:
-            raise StoreUnavailableError("job changed while recording the attempt; retry")
+            raise ContentionError("job changed while recording the attempt")
 
     async def settle(self) -> Job | None:
         """The job as last written: the ``running`` write if it happened (``None``
