@@ -85,12 +85,18 @@ async def list_dead_letters(
     return DeadLetterPage(items=[_out(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
-async def _redrive_one(state: AppState, job_id: str, operator: str) -> Written | str:
+async def _redrive_one(
+    state: AppState, job_id: str, operator: str, requested_at: datetime
+) -> Written | str:
     job = await state.store.get(job_id)
     if job is None:
         return "no such job"
     if job.dead_letter is None or job.status is not JobStatus.FAILED:
         return "not a dead letter"
+    if job.dead_letter.at > requested_at:
+        # Redriven by a concurrent request and parked again since: not the dead
+        # letter this request was about.
+        return "parked again after this request"
     # Exactly one redrive per parked version of the job, even with two operators.
     if not await state.claims.claim(f"redrive:{job.id}:{job.rev}", operator):
         return "already being redriven"
@@ -103,8 +109,11 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     """Send parked jobs back to the queue with a fresh retry budget (``queued``).
 
     Safe with concurrent operators: each parked job is claimed once, so it is
-    neither duplicated nor lost; the loser reports it under ``skipped``.
+    neither duplicated nor lost; the loser reports it under ``skipped``. Only jobs
+    parked before the request arrived are redriven (one that a concurrent redrive
+    sent back and that failed again since is skipped).
     """
+    requested_at = utcnow()
     if body.all:
         page = await state.store.list(dead_lettered=True, limit=MAX_REDRIVE)
         ids = [j.id for j in page.jobs]
@@ -114,7 +123,7 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     redriven: list[Written] = []
     skipped: list[Skipped] = []
     for job_id in ids:
-        result = await _redrive_one(state, job_id, operator)
+        result = await _redrive_one(state, job_id, operator, requested_at)
         if isinstance(result, str):
             skipped.append(Skipped(job_id=job_id, reason=result))
         else:
