@@ -11,6 +11,7 @@ import sys
 import time
 
 import aiohttp
+import httpx
 
 from conveyor_kernel.events import JobEvent, job_event
 from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
@@ -26,6 +27,17 @@ def add_server_args(ap: argparse.ArgumentParser) -> None:
         "--mongodb-url",
         default=os.environ.get("CONVEYOR_MONGODB_URL", "mongodb://127.0.0.1:27017/"),
     )
+
+
+async def wait_api_ready(client: httpx.AsyncClient, tries: int = 300) -> None:
+    """Poll ``/readyz`` every 0.2 s until it answers 200 (``tries`` at most)."""
+    for _ in range(tries):
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 
-from benchlib import add_server_args, free_port, percentile, service_env
+from benchlib import add_server_args, free_port, percentile, service_env, wait_api_ready
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
@@ -70,13 +70,7 @@ async def main() -> None:
     to_done: list[float] = []
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_api_ready(client)
             await asyncio.sleep(2)  # let the worker attach to the queue
             for i in range(args.jobs):
                 t0 = time.perf_counter()

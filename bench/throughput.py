@@ -26,7 +26,14 @@ from pathlib import Path
 import aio_pika
 import httpx
 
-from benchlib import add_server_args, free_port, percentile, post_echo_jobs, service_env
+from benchlib import (
+    add_server_args,
+    free_port,
+    percentile,
+    post_echo_jobs,
+    service_env,
+    wait_api_ready,
+)
 from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
@@ -122,13 +129,7 @@ async def main() -> None:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
         ) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_api_ready(client)
             await asyncio.sleep(2)  # let the workers attach to the queue
             latencies: list[float] = []
             errors = 0

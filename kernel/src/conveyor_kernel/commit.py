@@ -81,10 +81,7 @@ class Committer:
     async def write(self, transition: Transition, *, durable: bool) -> Written | None:
         """Steps 1 and 2: the caller sends the effects (``Written.send``) when it
         chooses, e.g. after a whole batch of writes."""
-        event = self._events.new_event(transition.job)
-        job = transition.job
-        if event is not None:
-            job = job.model_copy(update={"emitted": [*job.emitted, event.id]})
+        job, event = self._events.with_event(transition.job)
         group = None
         if durable:
             if event is not None:

@@ -159,13 +159,20 @@ class Events:
         event = job_event(job, self.public_url) if self.enabled else None
         return None if event is None or event.id in job.emitted else event
 
-    async def stage(self, job: Job) -> Job:
-        """The outbox entry for ``job``'s event, and its id on the job (before a CAS)."""
+    def with_event(self, job: Job) -> tuple[Job, JobEvent | None]:
+        """``job`` with the id of the event its state announces on ``emitted``, and
+        that event (``None`` if there is none to send)."""
         event = self.new_event(job)
         if event is None:
-            return job
-        await self.stage_event(job.id, event)
-        return job.model_copy(update={"emitted": [*job.emitted, event.id]})
+            return job, None
+        return job.model_copy(update={"emitted": [*job.emitted, event.id]}), event
+
+    async def stage(self, job: Job) -> Job:
+        """The outbox entry for ``job``'s event, and its id on the job (before a CAS)."""
+        job, event = self.with_event(job)
+        if event is not None:
+            await self.stage_event(job.id, event)
+        return job
 
     async def stage_event(self, job_id: str, event: JobEvent) -> None:
         async with store_errors():
