@@ -175,6 +175,17 @@ SQL
   if ! su postgres -c "psql -qAtc \"SELECT 1 FROM pg_database WHERE datname = '$PG_DB'\"" | grep -q 1; then
     su postgres -c "createdb -O $PG_USER $PG_DB"
   fi
+  # Indexed `_id` lookups (see scripts/ferretdb_id_index.sql). The role setting
+  # reaches new connections only, so a running FerretDB restarts when it changes.
+  su postgres -c "psql -qAt -v ON_ERROR_STOP=1 -d $PG_DB" <"$ROOT/scripts/ferretdb_id_index.sql" >/dev/null
+  local mode
+  mode="$(su postgres -c "psql -qAtc \"SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+    WHERE r.rolname = '$PG_USER' AND 'plan_cache_mode=force_custom_plan' = ANY (s.setconfig)\"")"
+  if [[ "$mode" != 1 ]]; then
+    su postgres -c "psql -qAtc 'ALTER ROLE $PG_USER SET plan_cache_mode = force_custom_plan'" >/dev/null
+    log "postgresql: plan_cache_mode = force_custom_plan for $PG_USER (so the _id index is used)"
+    PG_RESTARTED=1
+  fi
 }
 
 # The FerretDB this script started: the pid in $FERRETDB_PID_FILE if that
