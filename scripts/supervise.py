@@ -2,8 +2,16 @@
 
 Used by ``make run``. ``CONVEYOR_RUN_WORKERS`` sets how many worker processes run
 (default 1); each gets its own metrics port (9101, then 9103, 9104, ...; the
-notifier 9102; ``CONVEYOR_METRICS_PORT`` moves the base). If any child exits on
-its own, the others are stopped and the supervisor exits with that child's code.
+notifier 9102; ``CONVEYOR_METRICS_PORT`` moves the base).
+
+A process that exits on its own (crash, SIGKILL, OOM) is restarted, like
+compose's ``restart: unless-stopped``: after a capped exponential backoff
+(``CONVEYOR_RUN_RESTART_BACKOFF_S`` 0.5 s, doubling per recent crash, at most
+``CONVEYOR_RUN_RESTART_BACKOFF_MAX_S`` 10 s), each restart logged with the exit
+code. The others carry on meanwhile. A crash loop, ``CONVEYOR_RUN_CRASH_LIMIT``
+(5) exits of one process within ``CONVEYOR_RUN_CRASH_WINDOW_S`` (60 s), stops
+everything and exits with 1, naming the process. Ctrl-C or SIGTERM stops every
+process and exits with 0.
 
 If ``scripts/infra.sh`` started the local FerretDB (``.infra/ferretdb.pid``
 exists and ``CONVEYOR_MONGODB_URL`` is unset), a watchdog thread pings it every
@@ -21,6 +29,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mongo_ping  # scripts/mongo_ping.py, next to this file
@@ -34,6 +44,71 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def log(message: str) -> None:
     print(f"[supervise] {message}", file=sys.stderr, flush=True)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"{code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return str(code)
+    return str(code)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    backoff_s: float = 0.5
+    backoff_max_s: float = 10.0
+    crash_limit: int = 5
+    crash_window_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> RestartPolicy:
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if value < 0:
+                sys.exit(f"invalid setting {name}={raw!r}: a number >= 0 is needed; e.g. {name}=5")
+            return value
+
+        return cls(
+            backoff_s=number("CONVEYOR_RUN_RESTART_BACKOFF_S", cls.backoff_s),
+            backoff_max_s=number("CONVEYOR_RUN_RESTART_BACKOFF_MAX_S", cls.backoff_max_s),
+            crash_limit=max(1, int(number("CONVEYOR_RUN_CRASH_LIMIT", cls.crash_limit))),
+            crash_window_s=number("CONVEYOR_RUN_CRASH_WINDOW_S", cls.crash_window_s),
+        )
+
+
+@dataclass
+class Child:
+    """One supervised process and its recent crashes."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    crashes: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env)
+        self.restart_at = None
+
+    def crashed(self, now: float, policy: RestartPolicy) -> bool:
+        """Record an exit at ``now``; ``False`` when that makes a crash loop."""
+        self.crashes.append(now)
+        while self.crashes and now - self.crashes[0] > policy.crash_window_s:
+            self.crashes.popleft()
+        if len(self.crashes) >= policy.crash_limit:
+            return False
+        delay = min(policy.backoff_max_s, policy.backoff_s * 2 ** (len(self.crashes) - 1))
+        self.restart_at = now + delay
+        return True
 
 
 def watch_ferretdb(stop: threading.Event, state_dir: Path, port: int = 27017) -> None:
@@ -64,25 +139,90 @@ def watch_ferretdb(stop: threading.Event, state_dir: Path, port: int = 27017) ->
             log(f"ferretdb: infra.sh heal exited with {healed.returncode}")
 
 
-def main() -> int:
-    workers = int(os.environ.get("CONVEYOR_RUN_WORKERS", "1"))
+def children_from_env(env: dict[str, str]) -> list[Child]:
+    workers = int(env.get("CONVEYOR_RUN_WORKERS", "1"))
     py = sys.executable
     # One metrics port per process: workers 9101, 9103, 9104, ...; the notifier 9102.
-    base = int(os.environ.get("CONVEYOR_METRICS_PORT", "9101"))
+    base = int(env.get("CONVEYOR_METRICS_PORT", "9101"))
     worker_ports = [base] + [base + 1 + i for i in range(1, workers)]
-    commands = [
-        ([py, "-m", "conveyor_api.main"], {}),
+    return [
+        Child("api", [py, "-m", "conveyor_api.main"], env),
         *(
-            ([py, "-m", "conveyor_worker.main"], {"CONVEYOR_METRICS_PORT": str(port)})
-            for port in worker_ports
+            Child(
+                "worker" if workers == 1 else f"worker-{i + 1}",
+                [py, "-m", "conveyor_worker.main"],
+                env | {"CONVEYOR_METRICS_PORT": str(port)},
+            )
+            for i, port in enumerate(worker_ports)
         ),
-        ([py, "-m", "conveyor_notifier.main"], {"CONVEYOR_METRICS_PORT": str(base + 1)}),
+        Child(
+            "notifier",
+            [py, "-m", "conveyor_notifier.main"],
+            env | {"CONVEYOR_METRICS_PORT": str(base + 1)},
+        ),
     ]
-    children = [subprocess.Popen(cmd, env=os.environ | extra) for cmd, extra in commands]
-    stopping = False
+
+
+def supervise(children: list[Child], policy: RestartPolicy, stopping: threading.Event) -> int:
+    """Keep every child running until ``stopping`` is set (0) or one crash-loops (1)."""
+    for child in children:
+        child.start()
+    while not stopping.wait(0.2):
+        now = time.monotonic()
+        for child in children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.start()
+                    assert child.proc is not None
+                    log(f"{child.name} restarted (pid {child.proc.pid})")
+                continue
+            assert child.proc is not None
+            code = child.proc.poll()
+            if code is None:
+                continue
+            pid = child.proc.pid
+            if not child.crashed(now, policy):
+                log(
+                    f"{child.name} (pid {pid}) exited with {describe_exit(code)}: "
+                    f"{len(child.crashes)} exits within {policy.crash_window_s:g} s, a crash "
+                    f"loop; giving up on {child.name} and stopping the rest"
+                )
+                return 1
+            assert child.restart_at is not None
+            log(
+                f"{child.name} (pid {pid}) exited with {describe_exit(code)}; restarting it in "
+                f"{child.restart_at - now:.1f} s (exit {len(child.crashes)} of "
+                f"{policy.crash_limit} allowed within {policy.crash_window_s:g} s); "
+                "the other processes carry on"
+            )
+    return 0
+
+
+def stop_all(children: list[Child]) -> bool:
+    """SIGTERM every running child, SIGKILL any still there after STOP_TIMEOUT_S;
+    ``True`` if all stopped in time."""
+    running = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    clean = True
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            clean = False
+    return clean
+
+
+def main() -> int:
+    env = dict(os.environ)
+    policy = RestartPolicy.from_env(env)
+    children = children_from_env(env)
+    stopping = threading.Event()
     watchdog_stop = threading.Event()
-    if "CONVEYOR_MONGODB_URL" not in os.environ:
-        state_dir = Path(os.environ.get("CONVEYOR_STATE_DIR", ROOT / ".infra"))
+    if "CONVEYOR_MONGODB_URL" not in env:
+        state_dir = Path(env.get("CONVEYOR_STATE_DIR", ROOT / ".infra"))
         threading.Thread(
             target=watch_ferretdb,
             args=(watchdog_stop, state_dir),
@@ -91,31 +231,14 @@ def main() -> int:
         ).start()
 
     def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    exit_code = 0
-    while not stopping:
-        for child, (cmd, _extra) in zip(children, commands, strict=True):
-            code = child.poll()
-            if code is not None:
-                log(f"{cmd[-1]} (pid {child.pid}) exited with {code}; stopping the rest")
-                stopping, exit_code = True, code or 1
-                break
-        time.sleep(0.2)
+    exit_code = supervise(children, policy, stopping)
     watchdog_stop.set()
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            exit_code = exit_code or 1
+    if not stop_all(children):
+        exit_code = exit_code or 1
     return exit_code
 
 

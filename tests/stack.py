@@ -53,6 +53,7 @@ class Stack:
             "CONVEYOR_LOG_JSON": "true",
             "CONVEYOR_LOG_LEVEL": "INFO",
             "CONVEYOR_OUTBOX_GRACE_S": "3",
+            "CONVEYOR_STATS_MAX_AGE_S": "0",  # counts as of the request (tests assert them)
             "PYTHONUNBUFFERED": "1",
         }
         env |= {f"CONVEYOR_{k.upper()}": str(v) for k, v in overrides.items()}

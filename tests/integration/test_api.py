@@ -108,7 +108,7 @@ async def test_oversized_payload_is_413(stack: Stack, store) -> None:
         "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
     )
     assert resp.status_code == 413
-    assert (await store.stats()).total == 0
+    assert (await store.stats(10)).total == 0
     ok = await client.post("/v1/jobs", json={"type": "echo", "payload": {"blob": "x" * 200_000}})
     assert ok.status_code == 202
 
@@ -205,6 +205,10 @@ async def test_stats_counts_jobs_and_reads_the_queue(stack: Stack) -> None:
     assert stats["by_status"]["queued"] == 4
     assert stats["by_status"]["completed"] == 0
     assert stats["by_type"] == {"echo": 3, "sleep": 1}
+    assert stats["counts_stale"] is False  # the stack runs with CONVEYOR_STATS_MAX_AGE_S=0
+    assert stats["counts_error"] is None
+    assert 0 <= stats["counts_age_s"] < 60
+    assert stats["counted_at"].endswith("Z") or "+00:00" in stats["counted_at"]
     assert stats["queues"]["work"]["messages"] == 4
     assert stats["queues"]["work"]["consumers"] == 0
     assert stats["queues"]["work"]["name"].startswith(stack.namespace)

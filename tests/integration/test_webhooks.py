@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
@@ -135,6 +136,46 @@ async def test_gone_disables_the_subscription(stack: Stack, httpserver: HTTPServ
     resp = await stack.client.patch(f"/v1/webhooks/{sub['id']}", json={"enabled": True})
     assert resp.json()["enabled"] is True
     assert resp.json()["disabled_reason"] is None
+
+
+async def test_a_receiver_that_keeps_failing_gets_its_subscription_disabled(
+    stack: Stack, httpserver: HTTPServer
+):
+    receiver = Receiver(httpserver, replies=[Response("down", 503)] * 6)
+    await start(
+        stack,
+        notify_retry_schedule_s=json.dumps([0.1]),  # two attempts per delivery
+        notify_disable_after_failed_deliveries=3,
+    )
+    sub = await subscribe(stack, receiver.url, "job.completed")
+    for n in range(1, 4):
+        job = await stack.submit("echo")
+        (delivery,) = await stack.deliveries(job["id"])
+        assert delivery["status"] == "failed"
+        assert [a["status_code"] for a in delivery["attempts"]] == [503, 503]
+        state = (await stack.client.get(f"/v1/webhooks/{sub['id']}")).json()
+        assert state["failed_deliveries"] == n
+        assert state["failing_since"] is not None
+    assert state["enabled"] is False
+    assert "3 deliveries in a row failed after every retry" in state["disabled_reason"]
+    assert "503" in state["disabled_reason"]
+    notifier = next(p for p in stack.procs if p.name == "notifier")
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{notifier.metrics_port}/metrics")).text
+    assert 'conveyor_notifier_subscriptions_disabled_total{reason="failing"} 1.0' in metrics
+    # disabled: no more attempts, though events keep coming
+    quiet = await stack.submit("echo")
+    await stack.wait_job(quiet["id"])
+    await stack.wait_log(notifier, f'"job_id": "{quiet["id"]}"')
+    assert (await stack.client.get(f"/v1/jobs/{quiet['id']}/deliveries")).json() == []
+    assert len(receiver.requests) == 6
+    # re-enabled: a fresh start, and the receiver (answering 200 now) resets nothing more
+    again = await stack.client.patch(f"/v1/webhooks/{sub['id']}", json={"enabled": True})
+    assert again.json()["failed_deliveries"] == 0
+    assert again.json()["failing_since"] is None
+    ok = await stack.submit("echo")
+    (delivery,) = await stack.deliveries(ok["id"])
+    assert delivery["status"] == "delivered"
 
 
 async def test_private_destination_is_refused_without_allowlist(

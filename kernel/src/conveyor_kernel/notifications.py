@@ -52,6 +52,10 @@ class Subscription(BaseModel):
     description: str | None = None
     enabled: bool = True
     disabled_reason: str | None = None
+    # Health (conveyor_notifier.health): deliveries that failed in a row, and since
+    # when every attempt failed; both reset by a delivered attempt.
+    failed_deliveries: int = 0
+    failing_since: datetime | None = None
     secret: str
     previous_secrets: list[PreviousSecret] = Field(default_factory=list)
     created_at: datetime

@@ -1,17 +1,54 @@
-"""Base settings shared by every service (environment variables prefixed ``CONVEYOR_``)."""
+"""Base settings shared by every service (environment variables prefixed ``CONVEYOR_``).
+
+A list setting takes a JSON list or comma-separated values
+(``CONVEYOR_NOTIFY_ALLOWED_NETWORKS=127.0.0.0/8,10.0.0.0/8``). :func:`load_settings`
+turns an invalid setting into one line naming the variable, the problem and an
+example, and exit status 2, instead of a traceback.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+import json
+import os
+import sys
+import typing
+from typing import Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor_kernel.notify_spec import check_webhook_secret
+
+ENV_PREFIX = "CONVEYOR_"
+S = TypeVar("S", bound="ConveyorSettings")
+
+
+def env_list(value: object) -> object:
+    """A list setting's raw value: a JSON list, or comma-separated values."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not a valid JSON list ({exc})") from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is list:
+        return True
+    return any(_is_list(arg) for arg in typing.get_args(annotation))
 
 
 class ConveyorSettings(BaseSettings):
     """Settings every Conveyor process reads. Services subclass this."""
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+    # enable_decoding=False: list values reach _lists_from_env as typed, not as JSON only.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", enable_decoding=False)
 
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL")
     mongodb_url: str = Field(
@@ -78,9 +115,65 @@ class ConveyorSettings(BaseSettings):
         (so a slow but live write, e.g. a 1,000-job batch under load, is not sent twice)."""
         return self.outbox_grace_s + self.publish_timeout_s
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _lists_from_env(cls, value: object, info: ValidationInfo) -> object:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _is_list(field.annotation):
+            return env_list(value)
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _valid_secret(cls, secret: SecretStr | None) -> SecretStr | None:
         if secret is not None:
             check_webhook_secret(secret.get_secret_value())
         return secret
+
+
+def _example(cls: type[ConveyorSettings], name: str) -> str:
+    field = cls.model_fields[name]
+    examples = field.examples or []
+    if examples:
+        return str(examples[0])
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, list):
+        return ",".join(str(v) for v in default) or "a,b"
+    if default is None or isinstance(default, SecretStr):
+        return "..."
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def settings_errors(cls: type[ConveyorSettings], exc: ValidationError) -> list[str]:
+    """One line per invalid variable: name, value (secrets masked), problem, example."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in cls.model_fields:
+            lines.append(f"invalid settings: {error['msg']}")
+            continue
+        var = ENV_PREFIX + name.upper()
+        raw = os.environ.get(var)
+        secret = "secret" in name or "password" in name or "token" in name
+        shown = "(hidden)" if secret and raw is not None else repr(raw)
+        item = error["loc"][1] if len(error["loc"]) > 1 else None
+        where = f" (item {item + 1})" if isinstance(item, int) else ""
+        problem = str(error["msg"]).removeprefix("Value error, ")
+        example = f"{var}={_example(cls, name)}"
+        lines.append(f"invalid setting {var}={shown}: {problem}{where}; e.g. {example}")
+    return lines
+
+
+def load_settings(cls: type[S], program: str) -> S:
+    """``cls()`` from the environment; on an invalid value, print one line per
+    problem to stderr and exit with status 2 (no traceback)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        for line in settings_errors(cls, exc):
+            print(f"{program}: {line}", file=sys.stderr)
+        raise SystemExit(2) from None

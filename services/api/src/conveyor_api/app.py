@@ -15,6 +15,7 @@ from conveyor_api.metrics import ApiMetrics, MetricsMiddleware, watch_queues
 from conveyor_api.routes import batch, dead_letters, health, jobs, stats, webhooks
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
+from conveyor_api.statscache import StatsCache
 from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.cancellations import Cancellations
@@ -32,6 +33,34 @@ from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology
 
 log = get_logger(__name__)
+
+
+def start_background(state: AppState) -> list[asyncio.Task[None]]:
+    """The outbox relay, and the queue gauges' poller if enabled."""
+    settings = state.settings
+    tasks = [
+        asyncio.create_task(
+            run_relay(
+                state.store,
+                state.outbox,
+                state.publisher,
+                settings.relay_after_s,
+                events=state.events,
+            )
+        )
+    ]
+    if settings.queue_metrics_interval_s:
+        tasks.append(
+            asyncio.create_task(
+                watch_queues(
+                    state.connection,
+                    state.topology,
+                    state.metrics,
+                    settings.queue_metrics_interval_s,
+                )
+            )
+        )
+    return tasks
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -67,6 +96,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         events = await Events.open(mongo, settings, publisher)
         submits = SubmitCommitter(store, outbox, publisher)
         submits.start()
+        stats_cache = StatsCache(store, settings.stats_max_age_s, settings.stats_timeout_s)
+        stats_cache.start()
         app.state.conveyor = AppState(
             settings=settings,
             registry=registry,
@@ -84,26 +115,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
             submits=submits,
             cancellations=cancellations,
             committer=Committer(store, events, publisher, outbox),
+            stats=stats_cache,
         )
-        background = []
-        if settings.queue_metrics_interval_s:
-            background.append(
-                asyncio.create_task(
-                    watch_queues(connection, topology, metrics, settings.queue_metrics_interval_s)
-                )
-            )
-        relay = asyncio.create_task(
-            run_relay(store, outbox, publisher, settings.relay_after_s, events=events)
-        )
+        background = start_background(app.state.conveyor)
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
             yield
         finally:
-            for task in (relay, *background):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await submits.stop()
+            await stats_cache.close()
             with contextlib.suppress(*BROKER_ERRORS):
                 await publisher.close()
                 await connection.close()

@@ -7,10 +7,11 @@ import uvicorn
 from conveyor_api.app import create_app
 from conveyor_api.settings import ApiSettings
 from conveyor_kernel.logs import configure_logging
+from conveyor_kernel.settings import load_settings
 
 
 def main() -> None:
-    settings = ApiSettings()
+    settings = load_settings(ApiSettings, "conveyor-api")
     configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(
         create_app(settings),

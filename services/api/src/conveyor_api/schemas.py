@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from conveyor_kernel.model import Attempt, Backoff, Job, JobStatus
 from conveyor_kernel.notify_spec import NotifySpec
@@ -52,6 +52,13 @@ class StatsOut(BaseModel):
     total: int
     by_status: dict[str, int]
     by_type: dict[str, int]
+    counted_at: datetime = Field(description="When the job counts were taken")
+    counts_age_s: float = Field(description="Age of the job counts, in seconds")
+    counts_stale: bool = Field(
+        description="The counts are older than CONVEYOR_STATS_MAX_AGE_S: a recount is "
+        "running or failed (counts_error)"
+    )
+    counts_error: str | None = Field(default=None, description="Why the last recount failed")
     queues: dict[str, QueueOut] | None
     broker_error: str | None = None
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from conveyor_api.committer import SubmitCommitter
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
+from conveyor_api.statscache import StatsCache
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.claims import Claims
@@ -42,6 +43,7 @@ class AppState:
     submits: SubmitCommitter
     cancellations: Cancellations
     committer: Committer
+    stats: StatsCache
 
 
 async def get_state(request: Request) -> AppState:

@@ -30,10 +30,12 @@ from conveyor_kernel.notifications import (
     Delivery,
     DeliveryStatus,
     DeliveryStore,
+    Subscription,
     SubscriptionStore,
 )
 from conveyor_kernel.topology import delay_tier
 from conveyor_notifier.email import EmailTransport, Templates
+from conveyor_notifier.health import SubscriptionHealth
 from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import AttemptResult, RetryPolicy, record
 from conveyor_notifier.webhook import WebhookSender
@@ -68,9 +70,11 @@ class Deliverer:
         email: EmailTransport,
         *,
         policy: RetryPolicy,
+        health: SubscriptionHealth,
         job_webhook_secrets: list[str],
         metrics: NotifierMetrics,
     ) -> None:
+        self._health = health
         self._metrics = metrics
         self._deliveries = deliveries
         self._subscriptions = subscriptions
@@ -129,7 +133,7 @@ class Deliverer:
             return
         started = utcnow()
         clock = time.perf_counter()
-        result = await self._attempt(delivery)
+        result, sub = await self._attempt(delivery)
         latency_ms = (time.perf_counter() - clock) * 1000
         updated = record(
             delivery,
@@ -146,13 +150,8 @@ class Deliverer:
             await settle(message.ack())
             return
         self._metrics.attempt(stored, latency_ms / 1000)
-        if result.gone and delivery.subscription_id:
-            self._metrics.disabled.inc()
-            await self._subscriptions.update(
-                delivery.subscription_id,
-                {"enabled": False, "disabled_reason": f"410 Gone at {started.isoformat()}"},
-            )
-            log.warning("subscription disabled: 410 Gone", subscription=delivery.subscription_id)
+        if sub is not None:
+            await self._health.observe(sub, stored, result, started)
         log.info(
             "delivery attempt",
             status=stored.status.value,
@@ -179,34 +178,32 @@ class Deliverer:
             msg.model_dump_json().encode(), msg.message_id, msg.not_before
         )
 
-    async def _attempt(self, delivery: Delivery) -> AttemptResult:
-        """Every channel's failure lands here as a result; a surprise is retryable."""
+    async def _attempt(self, delivery: Delivery) -> tuple[AttemptResult, Subscription | None]:
+        """Every channel's failure lands here as a result; a surprise is retryable.
+        Also returns the (enabled) subscription the attempt was made for, if any."""
+        sub = None
         try:
             event = JobEvent.model_validate_json(delivery.event)
             if delivery.channel is Channel.EMAIL:
                 recipients = [r.strip() for r in delivery.destination.split(",")]
                 mail = self._templates.render(event)
-                return await self._email.send(recipients, mail, event.id)
-            secrets = await self._secrets(delivery)
-            if isinstance(secrets, AttemptResult):
-                return secrets
-            return await self._webhooks.send(
-                delivery.destination, event.id, event.webhook_body(), secrets
-            )
+                return await self._email.send(recipients, mail, event.id), None
+            if delivery.subscription_id is None:
+                if not self._job_secrets:
+                    return AttemptResult.permanent("CONVEYOR_WEBHOOK_SECRET is not set"), None
+                secrets = self._job_secrets
+            else:
+                sub = await self._subscriptions.get(delivery.subscription_id)
+                if sub is None:
+                    return AttemptResult.permanent("subscription deleted"), None
+                if not sub.enabled:
+                    reason = f"subscription disabled: {sub.disabled_reason}"
+                    return AttemptResult.permanent(reason), None
+                secrets = sub.signing_secrets(utcnow())
+            body = event.webhook_body()
+            return await self._webhooks.send(delivery.destination, event.id, body, secrets), sub
         except (StoreUnavailableError, asyncio.CancelledError):
             raise
         except Exception as exc:  # one wrapper for the unexpected: log it, retry later
             log.exception("delivery attempt crashed", delivery=delivery.id)
-            return AttemptResult.retry(f"internal error: {type(exc).__name__}: {exc}")
-
-    async def _secrets(self, delivery: Delivery) -> list[str] | AttemptResult:
-        if delivery.subscription_id is None:
-            if not self._job_secrets:
-                return AttemptResult.permanent("CONVEYOR_WEBHOOK_SECRET is not set")
-            return self._job_secrets
-        sub = await self._subscriptions.get(delivery.subscription_id)
-        if sub is None:
-            return AttemptResult.permanent("subscription deleted")
-        if not sub.enabled:
-            return AttemptResult.permanent(f"subscription disabled: {sub.disabled_reason}")
-        return sub.signing_secrets(utcnow())
+            return AttemptResult.retry(f"internal error: {type(exc).__name__}: {exc}"), sub

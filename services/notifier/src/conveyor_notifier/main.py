@@ -21,11 +21,13 @@ from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.notifications import SUBSCRIPTIONS_CHANGED, DeliveryStore
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.runtime import retry_until_ready, stop_event
+from conveyor_kernel.settings import load_settings
 from conveyor_kernel.store import open_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_notifier.delivery import Deliverer
 from conveyor_notifier.email import build_transport
 from conveyor_notifier.fanout import Fanout
+from conveyor_notifier.health import HealthPolicy, SubscriptionHealth
 from conveyor_notifier.inflight import Inflight
 from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import RetryPolicy
@@ -83,6 +85,14 @@ async def run(settings: NotifierSettings) -> None:
             webhooks,
             build_transport(settings, http),
             policy=policy,
+            health=SubscriptionHealth(
+                subscriptions,
+                HealthPolicy(
+                    settings.notify_disable_after_failed_deliveries,
+                    settings.notify_disable_after_failing_s,
+                ),
+                metrics,
+            ),
             job_webhook_secrets=job_webhook_secrets(settings),
             metrics=metrics,
         ).on_message
@@ -146,7 +156,7 @@ async def on_control(message: AbstractIncomingMessage, invalidate: Callable[[], 
 
 
 def main() -> None:
-    settings = NotifierSettings()
+    settings = load_settings(NotifierSettings, "conveyor-notifier")
     configure_logging(settings.log_level, settings.log_json)
     asyncio.run(run(settings))
 

@@ -48,7 +48,9 @@ class NotifierMetrics:
         )
         self.disabled = Counter(
             "conveyor_notifier_subscriptions_disabled_total",
-            "Subscriptions disabled because the receiver answered 410 Gone",
+            "Subscriptions disabled: the receiver answered 410 Gone (gone), or kept failing "
+            "(failing)",
+            ["reason"],
             registry=r,
         )
 

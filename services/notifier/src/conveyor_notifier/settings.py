@@ -28,7 +28,19 @@ class NotifierSettings(ConveyorSettings):
         default_factory=lambda: list(DEFAULT_SCHEDULE_S),
         min_length=0,
         max_length=50,
-        description="Delay before each retry, in seconds (JSON list); its length is the retries",
+        description="Delay before each retry, in seconds; its length is the retries",
+    )
+    notify_disable_after_failed_deliveries: int = Field(
+        default=50,
+        ge=0,
+        description="Disable a subscription after this many deliveries in a row failed "
+        "every retry (0: never)",
+    )
+    notify_disable_after_failing_s: float = Field(
+        default=5 * 86400.0,
+        ge=0,
+        description="Disable a subscription whose every attempt has failed for this long "
+        "(0: never)",
     )
     notify_retry_jitter: float = Field(
         default=0.2, ge=0, le=1, description="Each delay is stretched by up to this fraction"
@@ -53,6 +65,7 @@ class NotifierSettings(ConveyorSettings):
     notify_allowed_networks: list[IPv4Network | IPv6Network] = Field(
         default_factory=list,
         description="CIDRs admitted although private/loopback/link-local (SSRF guard allowlist)",
+        examples=["127.0.0.0/8,10.0.0.0/8"],
     )
     email_transport: Literal["smtp", "mailtrap-api", "none"] = Field(
         default="smtp", description="How emails leave: SMTP, Mailtrap's Send API, or not at all"

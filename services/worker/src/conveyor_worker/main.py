@@ -18,6 +18,7 @@ from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready, stop_event
+from conveyor_kernel.settings import load_settings
 from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_worker.cancels import CancelWatch
@@ -107,7 +108,7 @@ async def run(settings: WorkerSettings) -> None:
 
 
 def main() -> None:
-    settings = WorkerSettings()
+    settings = load_settings(WorkerSettings, "conveyor-worker")
     configure_logging(settings.log_level, settings.log_json)
     asyncio.run(run(settings))
 

@@ -72,6 +72,12 @@ class WebhookOut(BaseModel):
     description: str | None
     enabled: bool
     disabled_reason: str | None
+    failed_deliveries: int = Field(
+        description="Deliveries in a row that failed after every retry (reset by a success)"
+    )
+    failing_since: datetime | None = Field(
+        description="Since when every attempt failed (null: the last attempt succeeded)"
+    )
     previous_secrets_valid_until: list[datetime]
     created_at: datetime
     updated_at: datetime
@@ -165,8 +171,8 @@ async def get_webhook(sub_id: str, state: State) -> WebhookOut:
 @router.patch("/webhooks/{sub_id}", responses=NOT_FOUND)
 async def update_webhook(sub_id: str, body: WebhookPatch, state: State) -> WebhookOut:
     fields = body.model_dump(exclude_unset=True, mode="json")
-    if fields.get("enabled"):
-        fields["disabled_reason"] = None
+    if fields.get("enabled"):  # a fresh start: the health counters too
+        fields |= {"disabled_reason": None, "failed_deliveries": 0, "failing_since": None}
     updated = await state.subscriptions.update(sub_id, fields)
     if updated is None:
         raise ApiError(404, "webhook_not_found", f"no webhook subscription {sub_id!r}")
