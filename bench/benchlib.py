@@ -6,15 +6,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
+import signal
 import socket
+import subprocess
 import sys
 import time
 
+import aio_pika
 import aiohttp
 import httpx
+from pymongo import AsyncMongoClient
 
 from conveyor_kernel.events import JobEvent, job_event
 from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
+from conveyor_kernel.store import Document
+from conveyor_kernel.topology import build_topology
+from conveyor_kernel.topology import delete as delete_topology
+
+# The admin key of every Conveyor process a bench starts (CONVEYOR_ADMIN_KEY), and
+# the header its clients send; rate limits are off for the bench's processes.
+ADMIN_KEY = os.environ.get("BENCH_ADMIN_KEY") or secrets.token_urlsafe(32)
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def add_server_args(ap: argparse.ArgumentParser) -> None:
@@ -61,6 +74,8 @@ def service_env(amqp_url: str, mongodb_url: str, namespace: str, **extra: str) -
         "CONVEYOR_NAMESPACE": namespace,
         "CONVEYOR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "CONVEYOR_LOG_JSON": "true",
+        "CONVEYOR_ADMIN_KEY": ADMIN_KEY,
+        "CONVEYOR_RATE_LIMIT_PER_S": "0",
         **extra,
     }
 
@@ -92,7 +107,9 @@ async def post_echo_jobs(
     counter = iter(range(jobs))
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        base_url, connector=connector, timeout=timeout, headers=AUTH
+    ) as session:
 
         async def submitter() -> None:
             for i in counter:
@@ -111,3 +128,22 @@ async def post_echo_jobs(
                 statuses[code] = statuses.get(code, 0) + 1
 
         await asyncio.gather(*(submitter() for _ in range(clients)))
+
+
+async def stop_and_clean(
+    procs: list[subprocess.Popen[bytes]],
+    mongo: AsyncMongoClient[Document],
+    amqp_url: str,
+    namespace: str,
+) -> None:
+    """SIGTERM the run's processes and wait for them, then drop its database and
+    delete its exchanges and queues."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=60)
+    await mongo.drop_database(f"conveyor_{namespace}")
+    await mongo.close()
+    async with await aio_pika.connect(amqp_url) as conn:
+        await delete_topology(await conn.channel(), build_topology(namespace))

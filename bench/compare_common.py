@@ -21,7 +21,7 @@ import aiormq
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchlib import percentile
+from benchlib import AUTH, percentile
 
 STORE_COMMANDS = "conveyor_store_commands_total"
 
@@ -155,7 +155,7 @@ async def scrape_store_commands(urls: list[str]) -> dict[str, float] | None:
     """``conveyor_store_commands_total`` by command, summed over ``urls``; None if
     any process does not export it (code older than the metric)."""
     total: dict[str, float] = {}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(headers=AUTH, timeout=10) as client:
         for url in urls:
             counts = counter_by_label((await client.get(url)).text, STORE_COMMANDS, "command")
             if counts is None:

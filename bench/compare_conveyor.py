@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from benchlib import free_port, post_echo_jobs, service_env
+from benchlib import AUTH, free_port, post_echo_jobs, service_env
 from compare_common import (
     RunResult,
     RunSpec,
@@ -111,7 +111,9 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
             core = [f"{api}/metrics"] + [f"http://127.0.0.1:{p}/metrics" for p in worker_ports]
             notifier = [f"http://127.0.0.1:{notifier_port}/metrics"]
             limits = httpx.Limits(max_connections=spec.clients)
-            async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60) as client:
+            async with httpx.AsyncClient(
+                headers=AUTH, base_url=api, limits=limits, timeout=60
+            ) as client:
                 ready = [f"{api}/readyz"] + [
                     f"http://127.0.0.1:{p}/readyz" for p in [*worker_ports, notifier_port]
                 ]

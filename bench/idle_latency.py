@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -25,13 +24,18 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import aio_pika
 import httpx
 
-from benchlib import add_server_args, free_port, percentile, service_env, wait_api_ready
+from benchlib import (
+    AUTH,
+    add_server_args,
+    free_port,
+    percentile,
+    service_env,
+    stop_and_clean,
+    wait_api_ready,
+)
 from conveyor_kernel.store import make_client
-from conveyor_kernel.topology import build_topology
-from conveyor_kernel.topology import delete as delete_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +73,9 @@ async def main() -> None:
     submit: list[float] = []
     to_done: list[float] = []
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        async with httpx.AsyncClient(
+            headers=AUTH, base_url=f"http://127.0.0.1:{port}", timeout=30
+        ) as client:
             await wait_api_ready(client)
             await asyncio.sleep(2)  # let the worker attach to the queue
             for i in range(args.jobs):
@@ -98,14 +104,7 @@ async def main() -> None:
         }
         print(json.dumps(result, indent=2))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=60)
-        await mongo.drop_database(f"conveyor_{ns}")
-        await mongo.close()
-        async with await aio_pika.connect(args.amqp_url) as conn:
-            await delete_topology(await conn.channel(), build_topology(ns))
+        await stop_and_clean(procs, mongo, args.amqp_url, ns)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import aio_pika
 import httpx
 
 from benchlib import (
+    AUTH,
     add_server_args,
     free_port,
     percentile,
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 async def scrape_costs(urls: list[str]) -> list[dict[str, object]]:
     """Size, sample count and time of one scrape of each /metrics endpoint."""
     costs: list[dict[str, object]] = []
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(headers=AUTH, timeout=10) as client:
         for url in urls:
             t0 = time.perf_counter()
             resp = await client.get(url)
@@ -127,7 +128,7 @@ async def main() -> None:
     limits = httpx.Limits(max_connections=args.client_concurrency)
     try:
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
+            headers=AUTH, base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
         ) as client:
             await wait_api_ready(client)
             await asyncio.sleep(2)  # let the workers attach to the queue

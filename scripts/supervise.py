@@ -13,6 +13,9 @@ code. The others carry on meanwhile. A crash loop, ``CONVEYOR_RUN_CRASH_LIMIT``
 everything and exits with 1, naming the process. Ctrl-C or SIGTERM stops every
 process and exits with 0.
 
+Without ``CONVEYOR_ADMIN_KEY`` it generates a local admin API key on first start,
+prints it and keeps it in ``.infra/admin-key`` (mode 0600) for later starts.
+
 If ``scripts/infra.sh`` started the local FerretDB (``.infra/ferretdb.pid``
 exists and ``CONVEYOR_MONGODB_URL`` is unset), a watchdog thread pings it every
 10 s with a 5 s deadline; when the ping times out (FerretDB v1 wedges once its
@@ -24,6 +27,7 @@ keeps no state of its own, so the services only see a few failed operations.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -109,6 +113,26 @@ class Child:
         delay = min(policy.backoff_max_s, policy.backoff_s * 2 ** (len(self.crashes) - 1))
         self.restart_at = now + delay
         return True
+
+
+def ensure_admin_key(env: dict[str, str], state_dir: Path) -> None:
+    """Without ``CONVEYOR_ADMIN_KEY``, use the local one in ``<state>/admin-key``,
+    generating it (and printing it) on first start."""
+    if env.get("CONVEYOR_ADMIN_KEY"):
+        return
+    path = state_dir / "admin-key"
+    if path.exists():
+        key = path.read_text().strip()
+        log(f"admin API key: in {path} (export CONVEYOR_API_KEY=$(cat {path}))")
+    else:
+        key = "cvadm_" + secrets.token_urlsafe(32)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+        log(f"generated a local admin API key: {key}")
+        log(f"kept in {path}; use it with: export CONVEYOR_API_KEY=$(cat {path})")
+    env["CONVEYOR_ADMIN_KEY"] = key
 
 
 def watch_ferretdb(stop: threading.Event, state_dir: Path, port: int = 27017) -> None:
@@ -217,12 +241,13 @@ def stop_all(children: list[Child]) -> bool:
 
 def main() -> int:
     env = dict(os.environ)
+    state_dir = Path(env.get("CONVEYOR_STATE_DIR", ROOT / ".infra"))
+    ensure_admin_key(env, state_dir)
     policy = RestartPolicy.from_env(env)
     children = children_from_env(env)
     stopping = threading.Event()
     watchdog_stop = threading.Event()
     if "CONVEYOR_MONGODB_URL" not in env:
-        state_dir = Path(env.get("CONVEYOR_STATE_DIR", ROOT / ".infra"))
         threading.Thread(
             target=watch_ferretdb,
             args=(watchdog_stop, state_dir),

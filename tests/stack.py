@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import httpx
 from tests.infra import Infra, free_port
 
 TERMINAL = {"completed", "failed", "cancelled"}
+ADMIN_KEY = "test-admin-" + secrets.token_hex(24)  # CONVEYOR_ADMIN_KEY of every test stack
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Stack:
             "CONVEYOR_LOG_LEVEL": "INFO",
             "CONVEYOR_OUTBOX_GRACE_S": "3",
             "CONVEYOR_STATS_MAX_AGE_S": "0",  # counts as of the request (tests assert them)
+            "CONVEYOR_ADMIN_KEY": ADMIN_KEY,
+            "CONVEYOR_RATE_LIMIT_PER_S": "0",  # unlimited unless a test sets a limit
             "PYTHONUNBUFFERED": "1",
         }
         env |= {f"CONVEYOR_{k.upper()}": str(v) for k, v in overrides.items()}
@@ -73,7 +78,7 @@ class Stack:
         port = free_port()
         proc = self._spawn("api", "conveyor_api.main", self.env(api_port=port, **overrides))
         self.api_url = f"http://127.0.0.1:{port}"
-        self._client = httpx.AsyncClient(base_url=self.api_url, timeout=30)
+        self._client = httpx.AsyncClient(base_url=self.api_url, timeout=30, headers=ADMIN)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert proc.alive(), f"api exited:\n{proc.log()}"

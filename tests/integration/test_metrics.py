@@ -15,7 +15,7 @@ from pytest_httpserver import HTTPServer
 
 from conveyor_kernel.notifications import new_secret
 from tests.receivers import Receiver
-from tests.stack import Proc, Stack
+from tests.stack import ADMIN, Proc, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def value(exposition: str, name: str, **labels: str) -> float:
 
 
 async def scrape(url: str) -> str:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=ADMIN) as client:
         resp = await client.get(url)
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/plain; version=")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.infra import free_port
-from tests.stack import Stack
+from tests.stack import ADMIN_KEY, Stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +47,7 @@ async def test_prometheus_scrapes_job_counters(stack: Stack, tmp_path: Path) -> 
         "scrape_configs": [
             {
                 "job_name": "conveyor-api",
+                "authorization": {"type": "Bearer", "credentials": ADMIN_KEY},
                 "static_configs": [{"targets": [api_target], "labels": {"service": "api"}}],
             },
             {

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.infra import free_port
-from tests.stack import Stack
+from tests.stack import ADMIN, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,9 @@ async def supervised(
             stderr=subprocess.STDOUT,
         )
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=10, headers=ADMIN
+            ) as c:
                 yield proc, c, log_path
         finally:
             if proc.poll() is None:

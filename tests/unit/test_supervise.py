@@ -67,3 +67,23 @@ def test_policy_from_env_rejects_nonsense(supervise: ModuleType) -> None:
     assert policy.backoff_max_s == 10
     with pytest.raises(SystemExit, match="CONVEYOR_RUN_RESTART_BACKOFF_S='soon'"):
         supervise.RestartPolicy.from_env({"CONVEYOR_RUN_RESTART_BACKOFF_S": "soon"})
+
+
+def test_a_local_admin_key_is_generated_once_and_kept(
+    supervise: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env: dict[str, str] = {}
+    supervise.ensure_admin_key(env, tmp_path / "state")
+    key = env["CONVEYOR_ADMIN_KEY"]
+    assert len(key) >= 32
+    path = tmp_path / "state" / "admin-key"
+    assert path.read_text().strip() == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert key in capsys.readouterr().err  # printed on first start
+    again: dict[str, str] = {}
+    supervise.ensure_admin_key(again, tmp_path / "state")
+    assert again["CONVEYOR_ADMIN_KEY"] == key
+    assert key not in capsys.readouterr().err  # later starts say where it is
+    given = {"CONVEYOR_ADMIN_KEY": "from-the-environment-" + "x" * 20}
+    supervise.ensure_admin_key(given, tmp_path / "other")
+    assert not (tmp_path / "other").exists()

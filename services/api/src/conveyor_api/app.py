@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from conveyor_api import problems
+from conveyor_api.auth import Authenticator
 from conveyor_api.committer import SubmitCommitter
+from conveyor_api.keys import KeyStore
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware, watch_queues
-from conveyor_api.routes import batch, dead_letters, health, jobs, stats, webhooks
+from conveyor_api.routes import batch, dead_letters, health, jobs, keys, stats, webhooks
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_api.statscache import StatsCache
@@ -78,7 +80,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
         deliveries = DeliveryStore(mongo, settings.mongodb_db)
         cancellations = Cancellations(mongo, settings.mongodb_db)
+        key_store = KeyStore(mongo, settings.mongodb_db)
         for collection in (
+            key_store,
             store,
             outbox,
             idempotency,
@@ -116,8 +120,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
             cancellations=cancellations,
             committer=Committer(store, events, publisher, outbox),
             stats=stats_cache,
+            keys=key_store,
+            auth=Authenticator.of(settings, key_store),
         )
         background = start_background(app.state.conveyor)
+        if settings.admin_key is None:
+            log.warning(
+                "CONVEYOR_ADMIN_KEY is not set: only stored API keys are accepted "
+                "(create them with an admin key; make run generates one in .infra/admin-key)"
+            )
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
             yield
@@ -128,6 +139,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                     await task
             await submits.stop()
             await stats_cache.close()
+            await app.state.conveyor.auth.close()
             with contextlib.suppress(*BROKER_ERRORS):
                 await publisher.close()
                 await connection.close()
@@ -140,14 +152,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         summary="Background jobs as a service: REST in front, RabbitMQ in the middle, "
         "workers behind, results in MongoDB.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.public_docs else None,
+        redoc_url="/redoc" if settings.public_docs else None,
+        openapi_url="/openapi.json" if settings.public_docs else None,
     )
     problems.install(app)
-    app.include_router(batch.router)
-    app.include_router(jobs.router)
-    app.include_router(stats.router)
-    app.include_router(dead_letters.router)
-    app.include_router(webhooks.router)
-    app.include_router(health.router)
+    for routes in (batch, jobs, stats, dead_letters, webhooks, keys, health):
+        app.include_router(routes.router)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from conveyor_kernel.settings import ConveyorSettings
 
@@ -30,4 +30,39 @@ class ApiSettings(ConveyorSettings):
         description="Longest /v1/stats waits for a recount or the broker before answering "
         "with the last known figures (and their age)",
     )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="An admin API key that lives only here (bootstrap for compose, k8s, CI); "
+        "at least 32 characters",
+    )
+    key_cache_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a verified key is trusted without a store read (a key revoked "
+        "on another replica works at most this long)",
+    )
+    rate_limit_per_s: float = Field(
+        default=100.0, ge=0, description="Default requests/s per API key (0: unlimited)"
+    )
+    rate_limit_burst: int = Field(default=200, ge=1, description="Default burst per API key")
+    public_metrics: bool = Field(
+        default=False, description="Serve /metrics without a key (else: a jobs:read key)"
+    )
+    public_docs: bool = Field(
+        default=True, description="Serve /docs, /redoc and /openapi.json (false: not at all)"
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")
+
+    @field_validator("admin_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, key: object) -> object:
+        return None if key == "" else key
+
+    @field_validator("admin_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError(
+                "an admin key needs at least 32 characters (e.g. openssl rand -hex 32)"
+            )
+        return key

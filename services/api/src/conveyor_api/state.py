@@ -8,7 +8,9 @@ from typing import Annotated
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import Depends, Request
 
+from conveyor_api.auth import Authenticator
 from conveyor_api.committer import SubmitCommitter
+from conveyor_api.keys import KeyStore
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_api.statscache import StatsCache
@@ -44,6 +46,8 @@ class AppState:
     cancellations: Cancellations
     committer: Committer
     stats: StatsCache
+    keys: KeyStore
+    auth: Authenticator
 
 
 async def get_state(request: Request) -> AppState:

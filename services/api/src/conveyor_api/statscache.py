@@ -2,9 +2,10 @@
 
 Counting reads every stored job, which takes seconds once there are tens of
 thousands (FerretDB v1: ~0.3 ms a job, more under load). So a request never
-waits for a full count longer than ``stats_timeout_s``: it gets the last counts
-with their age (``counts_age_s``) and ``counts_stale: true``, while one recount
-(single-flight, shared by all requests) carries on. Counts younger than
+waits for a full count longer than ``stats_timeout_s`` (and not at all once a
+recount has taken longer than that): it gets the last counts with their age
+(``counts_age_s``) and ``counts_stale: true``, while one recount (single-flight,
+shared by all requests) carries on. Counts younger than
 ``stats_max_age_s`` are served as they are. A recount starts at most once per
 ``max(stats_max_age_s, 5 x the last recount's duration)``, so a dashboard polling
 a big collection costs the store at most ~20 % of its time.
@@ -81,7 +82,15 @@ class StatsCache:
         asked = self._clock()
         if self._stats is None or self._max_age_s == 0 or asked - self._at > self._max_age_s:
             task = self._refresh()
-            if task is not None:
+            # Wait for it only while it may still finish in time: the last one did
+            # (or there is none yet) and this one has not run past the timeout.
+            if task is not None and (
+                self._stats is None
+                or (
+                    self._last_duration_s < self._timeout_s
+                    and self._clock() - self._last_start < self._timeout_s
+                )
+            ):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), self._timeout_s)
         if self._stats is None or self._counted_at is None:
@@ -107,11 +116,11 @@ class StatsCache:
         spacing_s = max(self._max_age_s, DUTY_FACTOR * self._last_duration_s)
         if self._stats is not None and self._clock() - self._last_start < spacing_s:
             return None
-        self._last_start = self._clock()
         self._task = self._spawn()
         return self._task
 
     def _spawn(self) -> asyncio.Task[None]:
+        self._last_start = self._clock()
         task = asyncio.create_task(self._count(), name="stats-recount")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

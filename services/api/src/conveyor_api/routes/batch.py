@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor_api.auth import Write
 from conveyor_api.enqueue import IdempotencyKey, enqueue_once
 from conveyor_api.state import State
 from conveyor_kernel.model import JobSubmission
@@ -34,6 +35,7 @@ class BatchOut(BaseModel):
         422: {"description": "Any job invalid or of an unknown type (none accepted)"},
         503: {"description": "Broker or database unavailable (none accepted)"},
     },
+    dependencies=[Write],
 )
 async def submit_batch(
     body: BatchIn, state: State, idempotency_key: IdempotencyKey = None

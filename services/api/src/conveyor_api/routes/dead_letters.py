@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from conveyor_api.auth import Admin
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState, State
 from conveyor_kernel.broker import BROKER_ERRORS
@@ -16,7 +17,7 @@ from conveyor_kernel.commit import Written
 from conveyor_kernel.machine import redrive as redrive_job
 from conveyor_kernel.model import Job, JobStatus, utcnow
 
-router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], dependencies=[Admin])
 MAX_REDRIVE = 1000
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from conveyor_api.auth import require
+from conveyor_api.keys import Scope
 from conveyor_api.state import State
 from conveyor_kernel.errors import StoreUnavailableError
 
@@ -38,5 +40,8 @@ async def readyz(state: State) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(state: State) -> Response:
+async def metrics(state: State, request: Request) -> Response:
+    """Prometheus metrics: a jobs:read key unless CONVEYOR_PUBLIC_METRICS is true."""
+    if not state.settings.public_metrics:
+        await require(Scope.JOBS_READ)(request)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

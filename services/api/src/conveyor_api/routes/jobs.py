@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
 
+from conveyor_api.auth import Admin, Read, Write
 from conveyor_api.enqueue import IdempotencyKey, enqueue, enqueue_once
 from conveyor_api.problems import ApiError
 from conveyor_api.schemas import JobOut, JobPage, JobTypeOut
@@ -41,6 +42,7 @@ async def _get(state: AppState, job_id: str) -> Job:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     responses={413: {"description": "Body over the size limit"}, **ERRORS},
+    dependencies=[Write],
 )
 async def submit_job(
     body: JobSubmission, state: State, idempotency_key: IdempotencyKey = None
@@ -59,12 +61,12 @@ async def submit_job(
     )
 
 
-@router.get("/jobs/{job_id}", responses=ERRORS)
+@router.get("/jobs/{job_id}", responses=ERRORS, dependencies=[Read])
 async def get_job(job_id: str, state: State) -> JobOut:
     return JobOut.of(await _get(state, job_id))
 
 
-@router.get("/jobs")
+@router.get("/jobs", dependencies=[Read])
 async def list_jobs(
     state: State,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
@@ -77,7 +79,12 @@ async def list_jobs(
     return JobPage(items=[JobOut.of(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=status.HTTP_201_CREATED, responses=ERRORS)
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=status.HTTP_201_CREATED,
+    responses=ERRORS,
+    dependencies=[Write],
+)
 async def retry_job(job_id: str, state: State) -> JobOut:
     """Clone a finished job into a new one (``retry_of`` points back); the original stays."""
     original = await _get(state, job_id)
@@ -91,7 +98,9 @@ async def retry_job(job_id: str, state: State) -> JobOut:
     return JobOut.of((await enqueue(state, [original.to_submission()], retry_of=original.id))[0])
 
 
-@router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+@router.delete(
+    "/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS, dependencies=[Admin]
+)
 async def delete_job(job_id: str, state: State) -> Response:
     """Remove a finished job; a queued or running one is refused with 409."""
     result = await state.store.delete_finished(job_id)
@@ -104,7 +113,7 @@ async def delete_job(job_id: str, state: State) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/job-types")
+@router.get("/job-types", dependencies=[Read])
 async def job_types(state: State) -> list[JobTypeOut]:
     """The job types this deployment knows (built-ins and plugins)."""
     return [JobTypeOut(name=s.name, description=s.description) for s in state.registry.specs()]
@@ -117,6 +126,7 @@ async def job_types(state: State) -> list[JobTypeOut]:
         202: {"description": "Running: cancellation signalled; it ends cancelled"},
         **ERRORS,
     },
+    dependencies=[Write],
 )
 async def cancel_job(job_id: str, state: State) -> Response:
     """Cancel a job. Scheduled, queued or retrying: ``cancelled`` now (its message

@@ -11,6 +11,7 @@ import asyncio
 
 from fastapi import APIRouter
 
+from conveyor_api.auth import Read
 from conveyor_api.schemas import QueueOut, StatsOut
 from conveyor_api.state import AppState, State
 from conveyor_kernel.broker import BROKER_ERRORS, queue_stats
@@ -37,6 +38,7 @@ async def read_queues(state: AppState) -> dict[str, QueueOut]:
 @router.get(
     "/stats",
     responses={503: {"description": "No job count has succeeded yet (store unavailable)"}},
+    dependencies=[Read],
 )
 async def stats(state: State) -> StatsOut:
     """Jobs by status and type, with the counts' age, and the work and parking-lot queues.

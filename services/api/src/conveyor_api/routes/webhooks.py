@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from conveyor_api.auth import Admin, Read
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState, State
 from conveyor_kernel.errors import BrokerUnavailableError
@@ -129,7 +130,7 @@ async def _get(state: State, sub_id: str) -> Subscription:
     return sub
 
 
-@router.post("/webhooks", status_code=status.HTTP_201_CREATED)
+@router.post("/webhooks", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
 async def create_webhook(body: WebhookIn, state: State) -> WebhookCreated:
     """Subscribe a URL to job events. The response carries the signing secret, once."""
     now = utcnow()
@@ -158,17 +159,17 @@ async def _announce_change(state: AppState) -> None:
         )
 
 
-@router.get("/webhooks")
+@router.get("/webhooks", dependencies=[Admin])
 async def list_webhooks(state: State) -> list[WebhookOut]:
     return [WebhookOut.of(s) for s in await state.subscriptions.all()]
 
 
-@router.get("/webhooks/{sub_id}", responses=NOT_FOUND)
+@router.get("/webhooks/{sub_id}", responses=NOT_FOUND, dependencies=[Admin])
 async def get_webhook(sub_id: str, state: State) -> WebhookOut:
     return WebhookOut.of(await _get(state, sub_id))
 
 
-@router.patch("/webhooks/{sub_id}", responses=NOT_FOUND)
+@router.patch("/webhooks/{sub_id}", responses=NOT_FOUND, dependencies=[Admin])
 async def update_webhook(sub_id: str, body: WebhookPatch, state: State) -> WebhookOut:
     fields = body.model_dump(exclude_unset=True, mode="json")
     if fields.get("enabled"):  # a fresh start: the health counters too
@@ -180,7 +181,12 @@ async def update_webhook(sub_id: str, body: WebhookPatch, state: State) -> Webho
     return WebhookOut.of(updated)
 
 
-@router.delete("/webhooks/{sub_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+@router.delete(
+    "/webhooks/{sub_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND,
+    dependencies=[Admin],
+)
 async def delete_webhook(sub_id: str, state: State) -> Response:
     if not await state.subscriptions.delete(sub_id):
         raise ApiError(404, "webhook_not_found", f"no webhook subscription {sub_id!r}")
@@ -188,7 +194,7 @@ async def delete_webhook(sub_id: str, state: State) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/webhooks/{sub_id}/rotate-secret", responses=NOT_FOUND)
+@router.post("/webhooks/{sub_id}/rotate-secret", responses=NOT_FOUND, dependencies=[Admin])
 async def rotate_secret(
     sub_id: str,
     state: State,
@@ -212,7 +218,7 @@ async def rotate_secret(
     return SecretRotated(id=sub_id, secret=secret, previous_valid_until=until)
 
 
-@router.get("/jobs/{job_id}/deliveries", tags=["jobs"])
+@router.get("/jobs/{job_id}/deliveries", tags=["jobs"], dependencies=[Read])
 async def job_deliveries(job_id: str, state: State) -> list[DeliveryOut]:
     """Every webhook and email delivery for the job's events, each with all attempts."""
     if await state.store.get(job_id) is None:
