@@ -138,7 +138,7 @@ async def test_non_json_result_is_permanent_failure(result: object) -> None:
     assert out.outcome is AttemptOutcome.FAILED
     assert out.permanent is True
     assert out.error is not None
-    assert out.error.startswith("result is not storable as JSON/BSON: ")
+    assert out.error.startswith("result cannot be stored: ")
     assert out.result is None
 
 
@@ -175,16 +175,41 @@ async def test_handler_raised_timeout_error_is_a_failure_not_a_timeout() -> None
     assert out.error == "TimeoutError: upstream API timed out"
 
 
-async def test_result_mongodb_cannot_store_is_a_permanent_failure() -> None:
-    async def handler(ctx: JobContext) -> dict[int, int]:
-        return {1: 2}  # json.dumps accepts int keys; BSON does not
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
 
-    registry = HandlerRegistry()
-    registry.register("intkeys", handler)
-    ctx = JobContext(
-        job_id="j", type="intkeys", payload={}, attempt=1, max_retries=0, is_last_attempt=True
-    )
-    outcome = await execute(registry.get("intkeys"), ctx, 5)
-    assert outcome.outcome is AttemptOutcome.FAILED
-    assert outcome.permanent
-    assert (outcome.error or "").startswith("result is not storable")
+
+@pytest.mark.parametrize(
+    ("result", "why"),
+    [
+        ({"$where": 1}, "starts with '$'"),
+        ({"a.b": 1}, "contains '.'"),
+        ({"n": 2**70}, "int64"),
+        ({"x": float("nan")}, "not finite"),
+        ({"deep": nested(40)}, "nesting deeper"),
+        ({"big": "x" * (1024 * 1024)}, "the limit is 1048576"),
+    ],
+)
+async def test_result_the_store_cannot_take_is_a_permanent_failure(
+    result: object, why: str
+) -> None:
+    async def handler(ctx: JobContext) -> object:
+        return result
+
+    out = await execute(spec_for(handler), make_ctx(), timeout_s=5)
+    assert out.outcome is AttemptOutcome.FAILED
+    assert out.permanent is True
+    assert out.error_type == "UnstorableResult"
+    assert why in (out.error or "")
+
+
+async def test_result_is_normalised_as_json() -> None:
+    async def handler(ctx: JobContext) -> object:
+        return {1: (2, 3)}  # the API would answer {"1": [2, 3]}; so is it stored
+
+    out = await execute(spec_for(handler), make_ctx(), timeout_s=5)
+    assert out.outcome is AttemptOutcome.COMPLETED
+    assert out.result == {"1": [2, 3]}

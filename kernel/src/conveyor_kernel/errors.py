@@ -27,6 +27,11 @@ class StoreUnavailableError(ConveyorError):
     """MongoDB could not be reached or did not acknowledge a write."""
 
 
+class DocumentRefusedError(ConveyorError):
+    """The store refused a document as invalid or too large: bad data, not an outage
+    (the API answers 422; retrying the same write cannot succeed)."""
+
+
 class ContentionError(ConveyorError):
     """A job document kept changing under a compare-and-set (another writer won);
     the message is requeued and decided again from the stored state."""

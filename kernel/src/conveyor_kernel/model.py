@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor_kernel.documents import check_value
 from conveyor_kernel.notify_spec import NotifySpec
 
 JOB_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,99}$"
@@ -117,6 +118,12 @@ class JobSubmission(BaseModel):
     notify: NotifySpec | None = Field(
         default=None, description="Webhook and/or email to notify on job events"
     )
+
+    @field_validator("payload")
+    @classmethod
+    def _storable(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        check_value(payload)  # UnstorableError is a ValueError: a 422 naming the field
+        return payload
 
     @model_validator(mode="after")
     def _one_schedule(self) -> JobSubmission:

@@ -20,13 +20,21 @@ from enum import Enum
 from typing import Any
 
 import pymongo
+from bson.errors import InvalidDocument
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    WriteError,
+)
 from pymongo.monitoring import CommandListener
 
-from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.errors import DocumentRefusedError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.metrics import StoreCommandCounter
 from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus, utcnow
@@ -157,6 +165,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
 
 
+# Server error codes that mean "this document is not acceptable": BadValue,
+# DollarPrefixedFieldName, InvalidDBRef, EmptyFieldName, DottedFieldName, object too large.
+_REFUSAL_CODES = frozenset({2, 52, 55, 56, 57, 10334, 17419})
+
+
+def _refusal(exc: WriteError | BulkWriteError) -> bool:
+    if isinstance(exc, WriteError):
+        return exc.code in _REFUSAL_CODES
+    errors = exc.details.get("writeErrors") or []
+    return bool(errors) and all(e.get("code") in _REFUSAL_CODES for e in errors)
+
+
 @asynccontextmanager
 async def store_errors() -> AsyncIterator[None]:
     """Translate driver errors into :class:`StoreUnavailableError` (the one taxonomy)."""
@@ -164,6 +184,12 @@ async def store_errors() -> AsyncIterator[None]:
         yield
     except DuplicateKeyError:
         raise  # a fact about the data, not an outage
+    except (InvalidDocument, DocumentTooLarge, OverflowError) as exc:
+        raise DocumentRefusedError(f"{type(exc).__name__}: {exc}") from exc
+    except (WriteError, BulkWriteError) as exc:
+        if _refusal(exc):
+            raise DocumentRefusedError(f"{type(exc).__name__}: {exc}") from exc
+        raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
     except PyMongoError as exc:
         raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
 

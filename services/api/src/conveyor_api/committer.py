@@ -19,7 +19,11 @@ import contextlib
 from dataclasses import dataclass, field
 
 from conveyor_kernel.broker import Publisher
-from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.errors import (
+    BrokerUnavailableError,
+    DocumentRefusedError,
+    StoreUnavailableError,
+)
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job
 from conveyor_kernel.outbox import Outbox, forget_group, publish_all
@@ -113,6 +117,14 @@ class SubmitCommitter:
         group = await self._outbox.add_jobs(jobs)
         try:
             await self._store.insert_many(jobs)
+        except DocumentRefusedError:
+            await self._compensate(jobs, group)
+            if len(batch) == 1:
+                raise
+            # One request's bad document must not fail the others coalesced with it.
+            for request in batch:
+                await self._flush([request])
+            return
         except StoreUnavailableError:
             await self._compensate(jobs, group)
             raise

@@ -8,6 +8,7 @@ from fastapi import Header
 
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState
+from conveyor_kernel.documents import MAX_PAYLOAD_BYTES, encoded_size
 from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.idempotency import MAX_KEY_LENGTH, Conflict, Replay, fingerprint
 from conveyor_kernel.logs import get_logger
@@ -27,6 +28,17 @@ IdempotencyKey = Annotated[
 
 
 def check_submissions(state: AppState, subs: list[JobSubmission]) -> None:
+    for index, sub in enumerate(subs):
+        size = encoded_size(sub.payload)
+        if size > MAX_PAYLOAD_BYTES:
+            extra = {"index": index} if len(subs) > 1 else {}
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}",
+                limit_bytes=MAX_PAYLOAD_BYTES,
+                **extra,
+            )
     unknown = sorted({(i, s.type) for i, s in enumerate(subs) if s.type not in state.registry})
     if unknown:
         index, name = unknown[0]

@@ -9,7 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
+from conveyor_kernel.errors import (
+    BrokerUnavailableError,
+    DocumentRefusedError,
+    StoreUnavailableError,
+)
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.store import InvalidCursorError
 
@@ -62,12 +66,29 @@ def install(app: FastAPI) -> None:
     async def _cursor(_: Request, exc: InvalidCursorError) -> JSONResponse:
         return error_response(400, "invalid_cursor", str(exc))
 
+    # 503s say what is down, never the driver's words or a document (they go to the log).
     @app.exception_handler(BrokerUnavailableError)
     async def _broker(_: Request, exc: BrokerUnavailableError) -> JSONResponse:
         log.warning("broker unavailable", error=str(exc))
-        return error_response(503, "broker_unavailable", str(exc))
+        return error_response(
+            503, "broker_unavailable", "the message broker is unavailable; nothing was accepted"
+        )
 
     @app.exception_handler(StoreUnavailableError)
     async def _store(_: Request, exc: StoreUnavailableError) -> JSONResponse:
         log.warning("store unavailable", error=str(exc))
-        return error_response(503, "store_unavailable", str(exc))
+        return error_response(
+            503, "store_unavailable", "the job store is unavailable; nothing was accepted"
+        )
+
+    @app.exception_handler(DocumentRefusedError)
+    async def _refused(_: Request, exc: DocumentRefusedError) -> JSONResponse:
+        log.warning("store refused a document", error=str(exc)[:500])
+        return error_response(
+            422, "document_refused", "the store refused the document (invalid or too large)"
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", error_type=type(exc).__name__, exc_info=exc)
+        return error_response(500, "internal_error", "unexpected server error (logged)")

@@ -30,6 +30,7 @@ from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import (
     BrokerUnavailableError,
     ContentionError,
+    DocumentRefusedError,
     StoreUnavailableError,
 )
 from conveyor_kernel.logs import get_logger
@@ -47,6 +48,7 @@ log = get_logger(__name__)
 _jitter = random.SystemRandom()  # backoff jitter, not crypto
 
 STORE_BACKOFF_S = 1.0
+UNSTORABLE = "UnstorableOutcome"
 MAX_CAS_ROUNDS = 20
 
 
@@ -137,6 +139,9 @@ class JobConsumer:
             log.warning("store or broker trouble; requeueing the message", error=str(exc))
             await asyncio.sleep(STORE_BACKOFF_S)
             await settle(message.nack(requeue=True))
+        except DocumentRefusedError as exc:  # requeueing would loop forever: park it
+            log.exception("the store refuses this job's documents; parking it", error=str(exc))
+            await settle(message.reject(requeue=False))
 
     async def _process(self, message: AbstractIncomingMessage, env: JobEnvelope) -> None:
         if env.not_before is not None:
@@ -246,7 +251,20 @@ class JobConsumer:
             transition = finish(job, run.attempt, outcome, utcnow(), rand=_jitter.random())
             if transition is None:
                 break
-            stored = await self._committer.apply(transition, durable=False)
+            try:
+                stored = await self._committer.apply(transition, durable=False)
+            except DocumentRefusedError as exc:
+                if outcome.error_type == UNSTORABLE:
+                    raise  # even the bare failure is refused: park the message
+                # The outcome (e.g. an error text) cannot be stored: fail for good, saying so.
+                log.warning("outcome refused by the store; failing the job", error=str(exc))
+                outcome = Outcome(
+                    AttemptOutcome.FAILED,
+                    error=f"the attempt's outcome could not be stored: {exc}"[:1000],
+                    permanent=True,
+                    error_type=UNSTORABLE,
+                )
+                continue
             if stored is not None:
                 break
             job = None

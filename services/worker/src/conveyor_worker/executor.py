@@ -12,9 +12,7 @@ import json
 import traceback
 from typing import Any
 
-import bson
-import bson.errors
-
+from conveyor_kernel.documents import MAX_RESULT_BYTES, check_stored
 from conveyor_kernel.errors import PermanentError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import Outcome
@@ -63,13 +61,14 @@ async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outco
     except Exception as exc:  # noqa: BLE001 - handlers may raise anything; classify it here
         return _retryable(exc)
     try:
-        json.dumps(result)  # the API returns it as JSON
-        bson.encode({"result": result})  # and MongoDB must store it
-    except (TypeError, ValueError, bson.errors.InvalidDocument) as exc:
+        result = json.loads(json.dumps(result))  # the API returns it as JSON (tuples: lists)
+        check_stored(result, MAX_RESULT_BYTES, "the result")  # and the store must take it
+    except (TypeError, ValueError, RecursionError) as exc:
         return Outcome(
             AttemptOutcome.FAILED,
-            error=f"result is not storable as JSON/BSON: {exc}",
+            error=f"result cannot be stored: {exc}"[:1000],
             permanent=True,
+            error_type="UnstorableResult",
         )
     return Outcome(AttemptOutcome.COMPLETED, result=result)
 
