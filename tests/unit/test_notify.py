@@ -26,7 +26,7 @@ from conveyor_notifier.email import MailtrapApiTransport, SmtpTransport, Templat
 from conveyor_notifier.outcome import AttemptResult, RetryPolicy, parse_retry_after, record
 from conveyor_notifier.settings import DEFAULT_SCHEDULE_S, NotifierSettings
 from conveyor_notifier.ssrf import DestinationRefusedError, forbidden_reason, resolve
-from conveyor_notifier.webhook import WebhookSender, classify, sign
+from conveyor_notifier.webhook import WebhookSender, classify, origin, sign
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -186,16 +186,25 @@ def test_permanent_result_fails_at_once() -> None:
     [
         ("127.0.0.1", "loopback"),
         ("::1", "loopback"),
-        ("10.0.0.1", "private"),
-        ("192.168.1.1", "private"),
-        ("172.16.0.1", "private"),
-        ("169.254.169.254", "link-local"),
+        ("10.0.0.1", "private-use"),
+        ("192.168.1.1", "private-use"),
+        ("172.16.0.1", "private-use"),
+        ("169.254.169.254", "link-local (cloud metadata)"),
         ("fe80::1", "link-local"),
         ("224.0.0.1", "multicast"),
-        ("0.0.0.0", "unspecified"),
+        ("0.0.0.0", "this-network"),
         ("240.0.0.1", "reserved"),
-        ("100.64.0.1", "not globally routable"),
-        ("::ffff:10.0.0.1", "private"),
+        ("100.64.0.1", "shared-address-space (carrier-grade NAT)"),
+        ("100.100.100.200", "shared-address-space (carrier-grade NAT)"),  # a cloud's metadata
+        ("192.0.0.192", "ietf-protocol-assignments"),  # is_global on Python 3.11.7
+        ("192.0.0.9", "ietf-protocol-assignments"),
+        ("198.18.0.1", "benchmarking"),
+        ("198.19.255.254", "benchmarking"),
+        ("fd00:ec2::254", "unique-local (includes cloud metadata fd00:ec2::254)"),
+        ("fc00::1", "unique-local (includes cloud metadata fd00:ec2::254)"),
+        ("64:ff9b::a00:1", "nat64"),
+        ("64:ff9b::808:808", "nat64"),  # even to a public IPv4: the translator is local
+        ("::ffff:10.0.0.1", "private-use"),
         ("93.184.215.14", None),
         ("2606:4700::1111", None),
     ],
@@ -216,8 +225,9 @@ async def test_resolve_refuses_then_admits_with_allowlist() -> None:
 
 
 async def test_resolve_checks_names_after_dns() -> None:
-    with pytest.raises(DestinationRefusedError, match="localhost resolves to"):
+    with pytest.raises(DestinationRefusedError, match="localhost resolves to a loopback") as exc:
         await resolve(httpx.URL("http://localhost/hook"), [])
+    assert "127.0.0.1" not in str(exc.value)  # the rule, never the resolved address
 
 
 async def test_pinned_https_keeps_the_name_for_sni_and_host() -> None:
@@ -320,7 +330,7 @@ def test_mailtrap_needs_a_token() -> None:
     ("address", "reason"),
     [
         ("fec0::1", "site-local"),
-        ("2002:0a00:0001::1", "private"),  # 6to4 wrapping 10.0.0.1
+        ("2002:0a00:0001::1", "private-use"),  # 6to4 wrapping 10.0.0.1
         ("2002:0808:0808::1", None),  # 6to4 wrapping 8.8.8.8
     ],
 )
@@ -345,3 +355,17 @@ async def test_invalid_urls_fail_for_good() -> None:
     assert not result.retryable
     assert result.error is not None
     assert result.error.startswith("invalid URL")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("https://h.example/x", "https://h.example:443/y?z=1", True),
+        ("https://h.example/x", "http://h.example/x", False),  # no downgrade
+        ("http://h.example/x", "https://h.example/x", False),
+        ("https://h.example/x", "https://other.example/x", False),
+        ("https://h.example/x", "https://h.example:8443/x", False),
+    ],
+)
+def test_redirects_stay_within_the_origin(a: str, b: str, same: bool) -> None:
+    assert (origin(httpx.URL(a)) == origin(httpx.URL(b))) is same

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from conveyor_api import problems
 from conveyor_api.auth import Authenticator
 from conveyor_api.committer import SubmitCommitter
+from conveyor_api.guards import add_browser_guards
 from conveyor_api.keys import KeyStore
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware, watch_queues
@@ -165,4 +166,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
         per_path={"/v1/jobs/batch": settings.max_batch_request_bytes},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    add_browser_guards(app, settings)
     return app

@@ -51,6 +51,17 @@ class ApiSettings(ConveyorSettings):
     public_docs: bool = Field(
         default=True, description="Serve /docs, /redoc and /openapi.json (false: not at all)"
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (CORS); none: CORS off",
+        examples=["https://ops.example.com,http://localhost:5173"],
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers the API answers (DNS-rebinding guard); default: localhost "
+        "names when it binds a loopback address, else any",
+        examples=["conveyor.example.com,localhost"],
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")
 
     @field_validator("admin_key", mode="before")
@@ -66,3 +77,10 @@ class ApiSettings(ConveyorSettings):
                 "an admin key needs at least 32 characters (e.g. openssl rand -hex 32)"
             )
         return key
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        loopback = self.api_host in ("127.0.0.1", "::1", "localhost")
+        return ["localhost", "127.0.0.1", "::1", "[::1]"] if loopback else ["*"]

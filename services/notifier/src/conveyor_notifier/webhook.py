@@ -58,6 +58,11 @@ def classify(response: httpx.Response) -> AttemptResult:
     return AttemptResult.permanent(f"HTTP {code}", code)
 
 
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
 class WebhookSender:
     def __init__(
         self,
@@ -85,6 +90,14 @@ class WebhookSender:
             current = httpx.URL(url)
         except httpx.InvalidURL as exc:
             return AttemptResult.permanent(f"invalid URL: {exc}")
+        try:
+            # One deadline for the whole attempt: DNS, every hop, the response.
+            async with asyncio.timeout(self._timeout):
+                return await self._hops(current, body, headers)
+        except TimeoutError:
+            return AttemptResult.retry(f"timed out after {self._timeout:g} s")
+
+    async def _hops(self, current: httpx.URL, body: str, headers: dict[str, str]) -> AttemptResult:
         for hop in range(self._max_redirects + 1):
             try:
                 target = await resolve(current, self._allowed)
@@ -93,10 +106,9 @@ class WebhookSender:
             except ResolutionError as exc:
                 return AttemptResult.retry(str(exc))
             try:
-                # httpx times each read; this bounds the whole exchange (a trickling
-                # receiver cannot hold a delivery slot past the timeout).
+                # httpx times each read; send()'s deadline bounds the whole exchange
+                # (a trickling receiver cannot hold a delivery slot past the timeout).
                 async with (
-                    asyncio.timeout(self._timeout),
                     self._client.stream(
                         "POST",
                         target.pinned_url(),
@@ -113,12 +125,21 @@ class WebhookSender:
                         and hop < self._max_redirects
                     ):
                         try:
-                            current = current.join(location)
+                            nxt = current.join(location)
                         except httpx.InvalidURL as exc:
                             return AttemptResult.permanent(f"invalid redirect: {exc}")
+                        if origin(nxt) != origin(current):
+                            # The signed request stays with its origin: no https -> http
+                            # downgrade, no other host or port.
+                            return AttemptResult.permanent(
+                                f"HTTP {response.status_code} redirect to another origin "
+                                f"({nxt.scheme}://{nxt.host}) not followed",
+                                response.status_code,
+                            )
+                        current = nxt
                         continue
                     return classify(response)
-            except (httpx.TimeoutException, TimeoutError):
+            except httpx.TimeoutException:
                 return AttemptResult.retry(f"timed out after {self._timeout:g} s")
             except httpx.InvalidURL as exc:
                 return AttemptResult.permanent(f"invalid URL: {exc}")
