@@ -88,17 +88,36 @@ prometheus_tools() {
 }
 
 # ---------------------------------------------------------------- RabbitMQ
+# Above the longest job timeout (7 days); see deploy/rabbitmq/rabbitmq.conf.
+RABBIT_CONSUMER_TIMEOUT_MS=691200000
+rabbit_conf() {
+  # Persisted for later broker starts, and applied to the running broker now.
+  local conf=/etc/rabbitmq/rabbitmq.conf
+  if ! grep -qs "^consumer_timeout = $RABBIT_CONSUMER_TIMEOUT_MS$" "$conf"; then
+    sed -i '/^consumer_timeout/d' "$conf" 2>/dev/null || true
+    echo "consumer_timeout = $RABBIT_CONSUMER_TIMEOUT_MS" >>"$conf"
+  fi
+  rabbitmqctl -q eval "application:set_env(rabbit, consumer_timeout, $RABBIT_CONSUMER_TIMEOUT_MS)." >/dev/null 2>&1 || true
+}
+
 rabbit_running() { rabbitmqctl -q status >/dev/null 2>&1 && port_open "$AMQP_PORT"; }
 
 rabbit_up() {
-  if port_open "$AMQP_PORT"; then log "rabbitmq: already listening on $AMQP_PORT"; return 0; fi
+  if port_open "$AMQP_PORT"; then
+    log "rabbitmq: already listening on $AMQP_PORT"
+    rabbit_conf
+    return 0
+  fi
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  mkdir -p /etc/rabbitmq
+  rabbit_conf
   rabbitmq-plugins --offline enable rabbitmq_management rabbitmq_prometheus >/dev/null
   log "rabbitmq: starting"
   rabbitmq-server -detached
   rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
   wait_port "$AMQP_PORT" 120 rabbitmq
-  log "rabbitmq: up (management on :15672, prometheus on :15692)"
+  rabbit_conf
+  log "rabbitmq: up (management on :15672, prometheus on :15692; consumer_timeout ${RABBIT_CONSUMER_TIMEOUT_MS} ms)"
 }
 
 rabbit_down() {

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from conveyor_kernel.broker import queue_stats
+from conveyor_kernel.claims import Claims
+from conveyor_kernel.store import Document
 from conveyor_kernel.topology import build_topology
 from tests.stack import Stack
 
@@ -99,3 +102,16 @@ async def test_redrive_body_is_validated(stack: Stack) -> None:
     client = await stack.start_api()
     for body in ({}, {"ids": ["a"], "all": True}, {"all": False}):
         assert (await client.post("/v1/dead-letters/redrive", json=body)).status_code == 422
+
+
+async def test_a_claim_is_released_only_by_its_owner(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    claims = Claims(mongo, f"conveyor_{namespace}")
+    await claims.ensure_indexes()
+    assert await claims.claim("redrive:j1:3", "op-a")
+    assert not await claims.claim("redrive:j1:3", "op-b")
+    await claims.release("redrive:j1:3", "op-b")  # not op-b's to release
+    assert not await claims.claim("redrive:j1:3", "op-b")
+    await claims.release("redrive:j1:3", "op-a")  # op-a's redrive failed: give it back
+    assert await claims.claim("redrive:j1:3", "op-b")

@@ -6,7 +6,10 @@ import asyncio
 import uuid
 
 import pytest
+from pymongo import AsyncMongoClient
 
+from conveyor_kernel.idempotency import Claimed, Conflict, IdempotencyKeys, Replay
+from conveyor_kernel.store import Document
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -78,3 +81,17 @@ async def test_failed_request_releases_its_key(stack: Stack) -> None:
     bad = await client.post("/v1/jobs", json={"type": "no-such"}, headers=key)
     assert bad.status_code == 422
     assert (await client.post("/v1/jobs", json={"type": "echo"}, headers=key)).status_code == 202
+
+
+async def test_an_unfinished_claim_holds_its_key_only_for_the_lease(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    keys = IdempotencyKeys(mongo, f"conveyor_{namespace}", ttl_s=3600, lease_s=0.5)
+    await keys.ensure_indexes()
+    assert isinstance(await keys.claim("crashed", "fp"), Claimed)  # its request then dies
+    assert await keys.claim("crashed", "fp") == Conflict("in_progress")
+    await asyncio.sleep(0.7)
+    assert isinstance(await keys.claim("crashed", "fp"), Claimed)  # taken over
+    await keys.complete("crashed", ["job-1"])
+    await asyncio.sleep(0.7)  # a finished claim is not subject to the lease
+    assert await keys.claim("crashed", "fp") == Replay(job_ids=["job-1"])

@@ -37,3 +37,8 @@ class Claims:
         except DuplicateKeyError:
             return False
         return True
+
+    async def release(self, key: str, owner: str) -> None:
+        """Give back a claim whose work failed (only the owner's), so it can be retried."""
+        async with store_errors():
+            await self._col.delete_one({"_id": key, "owner": owner})

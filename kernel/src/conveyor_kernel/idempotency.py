@@ -5,6 +5,12 @@ atomic); the claim records the request's fingerprint and, once the jobs are
 accepted, their ids. Keys expire after a window: a TTL index removes them on
 MongoDB, and an expired key found before the TTL monitor ran is treated as
 absent, so the window holds on servers without TTL support too (FerretDB v1).
+
+A claim whose request never finished (the API process died) holds the key only
+for a short lease (``LEASE_S``, longer than any request can take); after it, a
+retry with the key takes the claim over instead of getting 409 for the whole
+window. If the dead request had got as far as accepting its jobs, that retry
+submits them again: the lease trades a rare duplicate for a key that unblocks.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from conveyor_kernel.model import utcnow
 from conveyor_kernel.store import Document, ensure_ttl_index, store_errors
 
 KEYS_COLLECTION = "idempotency_keys"
+LEASE_S = 60.0  # an unfinished claim's hold on its key (requests time out well before)
 MAX_KEY_LENGTH = 255
 
 
@@ -47,9 +54,16 @@ class Conflict:
 
 
 class IdempotencyKeys:
-    def __init__(self, client: AsyncMongoClient[Document], db_name: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        db_name: str,
+        ttl_s: float,
+        lease_s: float = LEASE_S,
+    ) -> None:
         self._col = client[db_name][KEYS_COLLECTION]
         self._ttl = timedelta(seconds=ttl_s)
+        self._lease = timedelta(seconds=lease_s)
 
     async def ensure_indexes(self) -> None:
         await ensure_ttl_index(self._col, "expires_at")
@@ -65,6 +79,7 @@ class IdempotencyKeys:
                             "fingerprint": fp,
                             "job_ids": None,
                             "created_at": now,
+                            "lease_until": now + self._lease,
                             "expires_at": now + self._ttl,
                         }
                     )
@@ -77,6 +92,11 @@ class IdempotencyKeys:
                     continue  # released or expired meanwhile: try again
                 if doc["expires_at"] <= now:
                     await self._col.delete_one({"_id": key, "expires_at": doc["expires_at"]})
+                    continue
+                lease = doc.get("lease_until")
+                if doc["job_ids"] is None and lease is not None and lease <= now:
+                    # Its request died mid-way: the lease is over, take the key over.
+                    await self._col.delete_one({"_id": key, "job_ids": None, "lease_until": lease})
                     continue
             if doc["fingerprint"] != fp:
                 return Conflict("different_body")

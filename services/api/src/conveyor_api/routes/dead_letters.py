@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -14,11 +16,15 @@ from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState, State
 from conveyor_kernel.broker import BROKER_ERRORS
 from conveyor_kernel.commit import Written
+from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import redrive as redrive_job
 from conveyor_kernel.model import Job, JobStatus, utcnow
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], dependencies=[Admin])
 MAX_REDRIVE = 1000
+log = get_logger(__name__)
+PURGE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *BROKER_ERRORS)
 
 
 class DeadLetterOut(BaseModel):
@@ -99,10 +105,20 @@ async def _redrive_one(
         # letter this request was about.
         return "parked again after this request"
     # Exactly one redrive per parked version of the job, even with two operators.
-    if not await state.claims.claim(f"redrive:{job.id}:{job.rev}", operator):
+    claim = f"redrive:{job.id}:{job.rev}"
+    if not await state.claims.claim(claim, operator):
         return "already being redriven"
-    written = await state.committer.write(redrive_job(job, utcnow()), durable=True)
-    return "changed meanwhile" if written is None else written
+    try:
+        written = await state.committer.write(redrive_job(job, utcnow()), durable=True)
+    except BaseException:
+        # The redrive did not happen: free the claim so a retry is not refused for days.
+        with contextlib.suppress(StoreUnavailableError):
+            await asyncio.shield(state.claims.release(claim, operator))
+        raise
+    if written is None:
+        await state.claims.release(claim, operator)
+        return "changed meanwhile"
+    return written
 
 
 @router.post("/redrive")
@@ -146,18 +162,20 @@ async def purge(
     purged_jobs = await state.store.clear_dead_letters()
     purged_messages = 0
     try:
-        channel = await state.connection.channel()
-        try:
-            queue = await channel.get_queue(state.topology.parking_lot_queue)
-            result = await queue.purge()
-            purged_messages = int(result.message_count or 0)
-        finally:
-            await channel.close()
-    except BROKER_ERRORS as exc:
+        async with asyncio.timeout(state.settings.publish_timeout_s):
+            channel = await state.connection.channel()
+            try:
+                queue = await channel.get_queue(state.topology.parking_lot_queue)
+                result = await queue.purge()
+                purged_messages = int(result.message_count or 0)
+            finally:
+                await channel.close()
+    except PURGE_ERRORS as exc:
+        log.warning("parking lot not purged", error=str(exc))
         raise ApiError(
             503,
             "broker_unavailable",
-            f"dead letters cleared but the parking lot was not purged: {exc}",
+            "dead letters cleared but the parking lot was not purged (broker unavailable)",
             purged_jobs=purged_jobs,
         ) from exc
     return PurgeOut(purged_jobs=purged_jobs, purged_messages=purged_messages)
