@@ -81,3 +81,14 @@ async def test_patch_refuses_nulls(stack: Stack, field: str) -> None:
     unchanged = (await client.get(f"/v1/webhooks/{created['id']}")).json()
     assert unchanged["url"] == "https://example.com/h"
     assert unchanged["enabled"] is True
+
+
+async def test_subscriptions_are_capped(stack: Stack) -> None:
+    await stack.start_api(max_subscriptions=2)
+    for i in range(2):
+        resp = await stack.client.post("/v1/webhooks", json={"url": f"https://example.com/{i}"})
+        assert resp.status_code == 201, resp.text
+    over = await stack.client.post("/v1/webhooks", json={"url": "https://example.com/2"})
+    assert over.status_code == 409
+    assert over.json()["error"]["code"] == "too_many_subscriptions"
+    assert len((await stack.client.get("/v1/webhooks")).json()) == 2

@@ -192,3 +192,17 @@ def test_past_run_at_is_queued_now() -> None:
     job = Job.from_submission(sub, default_timeout_s=5)
     assert job.status is JobStatus.QUEUED
     assert job.next_attempt_at is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"type": "echo", "max_retries": 26}, "less than or equal to 25"),
+        ({"type": "echo", "backoff": {"base_s": 0.05}}, "backoff.base_s must be at least 0.1 s"),
+        ({"type": "echo", "backoff": {"base_s": 0}}, "at least 0.1 s"),
+    ],
+)
+def test_submission_caps(body: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        JobSubmission.model_validate(body)
+    assert JobSubmission.model_validate({"type": "echo", "max_retries": 25}).max_retries == 25

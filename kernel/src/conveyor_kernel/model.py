@@ -94,6 +94,12 @@ class Backoff(BaseModel):
         return nominal * (0.5 + rand / 2) if self.jitter else nominal
 
 
+# Caps on what one submission may cost: retries (each one an attempt and an event,
+# each event maybe a webhook and an email) and how fast they come.
+MAX_RETRIES = 25
+MIN_BACKOFF_S = 0.1
+
+
 class JobSubmission(BaseModel):
     """Body of ``POST /v1/jobs``."""
 
@@ -104,7 +110,9 @@ class JobSubmission(BaseModel):
     priority: int = Field(
         default=5, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="1..10, higher runs first"
     )
-    max_retries: int = Field(default=3, ge=0, le=100, description="Retries after a failure")
+    max_retries: int = Field(
+        default=3, ge=0, le=MAX_RETRIES, description="Retries after a failure (at most 25)"
+    )
     timeout_s: float | None = Field(
         default=None, gt=0, le=7 * 86400, description="Per-attempt time limit (default: setting)"
     )
@@ -118,6 +126,13 @@ class JobSubmission(BaseModel):
     notify: NotifySpec | None = Field(
         default=None, description="Webhook and/or email to notify on job events"
     )
+
+    @field_validator("backoff")
+    @classmethod
+    def _not_too_eager(cls, backoff: Backoff) -> Backoff:
+        if backoff.base_s < MIN_BACKOFF_S:
+            raise ValueError(f"backoff.base_s must be at least {MIN_BACKOFF_S:g} s")
+        return backoff
 
     @field_validator("payload")
     @classmethod

@@ -51,6 +51,9 @@ class ApiSettings(ConveyorSettings):
     public_docs: bool = Field(
         default=True, description="Serve /docs, /redoc and /openapi.json (false: not at all)"
     )
+    max_subscriptions: int = Field(
+        default=100, ge=1, le=10_000, description="Webhook subscriptions at most (409 above)"
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed to call the API from a browser (CORS); none: CORS off",

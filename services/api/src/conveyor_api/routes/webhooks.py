@@ -133,6 +133,15 @@ async def _get(state: State, sub_id: str) -> Subscription:
 @router.post("/webhooks", status_code=status.HTTP_201_CREATED, dependencies=[Admin])
 async def create_webhook(body: WebhookIn, state: State) -> WebhookCreated:
     """Subscribe a URL to job events. The response carries the signing secret, once."""
+    limit = state.settings.max_subscriptions
+    if len(await state.subscriptions.all()) >= limit:
+        raise ApiError(
+            409,
+            "too_many_subscriptions",
+            f"there are already {limit} webhook subscriptions (CONVEYOR_MAX_SUBSCRIPTIONS); "
+            "delete one first",
+            limit=limit,
+        )
     now = utcnow()
     sub = Subscription(
         id=new_subscription_id(),
