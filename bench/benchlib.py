@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -75,6 +76,7 @@ def service_env(amqp_url: str, mongodb_url: str, namespace: str, **extra: str) -
         "CONVEYOR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "CONVEYOR_LOG_JSON": "true",
         "CONVEYOR_ADMIN_KEY": ADMIN_KEY,
+        "CONVEYOR_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "CONVEYOR_RATE_LIMIT_PER_S": "0",
         **extra,
     }

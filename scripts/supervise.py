@@ -26,6 +26,7 @@ keeps no state of its own, so the services only see a few failed operations.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -113,6 +114,22 @@ class Child:
         delay = min(policy.backoff_max_s, policy.backoff_s * 2 ** (len(self.crashes) - 1))
         self.restart_at = now + delay
         return True
+
+
+def ensure_secrets_key(env: dict[str, str], state_dir: Path) -> None:
+    """Without ``CONVEYOR_SECRETS_KEY``, use (or make) the local Fernet key in
+    ``<state>/secrets-key``: it seals webhook secrets at rest."""
+    if env.get("CONVEYOR_SECRETS_KEY"):
+        return
+    path = state_dir / "secrets-key"
+    if not path.exists():
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+        log(f"generated a local key sealing webhook secrets at rest: {path}")
+    env["CONVEYOR_SECRETS_KEY"] = path.read_text().strip()
 
 
 def ensure_admin_key(env: dict[str, str], state_dir: Path) -> None:
@@ -243,6 +260,7 @@ def main() -> int:
     env = dict(os.environ)
     state_dir = Path(env.get("CONVEYOR_STATE_DIR", ROOT / ".infra"))
     ensure_admin_key(env, state_dir)
+    ensure_secrets_key(env, state_dir)
     policy = RestartPolicy.from_env(env)
     children = children_from_env(env)
     stopping = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ from tests.infra import Infra, free_port
 TERMINAL = {"completed", "failed", "cancelled"}
 ADMIN_KEY = "test-admin-" + secrets.token_hex(24)  # CONVEYOR_ADMIN_KEY of every test stack
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+SECRETS_KEY = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()  # Fernet key
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Stack:
             "CONVEYOR_OUTBOX_GRACE_S": "3",
             "CONVEYOR_STATS_MAX_AGE_S": "0",  # counts as of the request (tests assert them)
             "CONVEYOR_ADMIN_KEY": ADMIN_KEY,
+            "CONVEYOR_SECRETS_KEY": SECRETS_KEY,
             "CONVEYOR_RATE_LIMIT_PER_S": "0",  # unlimited unless a test sets a limit
             "PYTHONUNBUFFERED": "1",
         }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pymongo import AsyncMongoClient
 
+from conveyor_kernel.store import Document
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -92,3 +94,19 @@ async def test_subscriptions_are_capped(stack: Stack) -> None:
     assert over.status_code == 409
     assert over.json()["error"]["code"] == "too_many_subscriptions"
     assert len((await stack.client.get("/v1/webhooks")).json()) == 2
+
+
+async def test_signing_secrets_are_sealed_at_rest(
+    stack: Stack, mongo: AsyncMongoClient[Document]
+) -> None:
+    await stack.start_api()
+    created = (
+        await stack.client.post("/v1/webhooks", json={"url": "https://example.com/sealed"})
+    ).json()
+    plain = created["secret"]
+    rotated = (await stack.client.post(f"/v1/webhooks/{created['id']}/rotate-secret")).json()
+    (doc,) = await mongo[stack.db_name]["webhooks"].find({}).to_list()
+    assert doc["secret"].startswith("fernet:")
+    assert rotated["secret"] not in str(doc)
+    assert plain not in str(doc)  # the previous secret is sealed too
+    assert doc["previous_secrets"][0]["secret"].startswith("fernet:")

@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
 from conveyor_kernel.notify_spec import EventType
+from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.store import Document, create_missing_indexes, store_errors
 
 SUBSCRIPTIONS_COLLECTION = "webhooks"
@@ -70,40 +71,70 @@ SUBSCRIPTIONS_CHANGED = "subscriptions_changed"  # control fanout action
 
 
 class SubscriptionStore:
-    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+    """Subscriptions, their signing secrets sealed at rest (:mod:`conveyor_kernel.sealing`)."""
+
+    def __init__(
+        self, client: AsyncMongoClient[Document], db_name: str, sealer: Sealer | None = None
+    ) -> None:
         self._col = client[db_name][SUBSCRIPTIONS_COLLECTION]
+        self._sealer = sealer or Sealer([])
+
+    def _sealed(self, fields: dict[str, Any]) -> dict[str, Any]:
+        out = dict(fields)
+        if "secret" in out:
+            out["secret"] = self._sealer.seal(out["secret"])
+        if "previous_secrets" in out:
+            out["previous_secrets"] = [
+                {**p, "secret": self._sealer.seal(p["secret"])} for p in out["previous_secrets"]
+            ]
+        return out
+
+    def _load(self, doc: Document) -> Subscription:
+        doc = dict(doc)
+        doc["secret"] = self._sealer.open(doc["secret"])
+        doc["previous_secrets"] = [
+            {**p, "secret": self._sealer.open(p["secret"])} for p in doc.get("previous_secrets", [])
+        ]
+        return Subscription.model_validate(doc)
 
     async def ensure_indexes(self) -> None:
         await create_missing_indexes(self._col, [pymongo.IndexModel("created_at")])
 
     async def insert(self, sub: Subscription) -> None:
         async with store_errors():
-            await self._col.insert_one(sub.model_dump(by_alias=True))
+            await self._col.insert_one(self._sealed(sub.model_dump(by_alias=True)))
 
     async def get(self, sub_id: str) -> Subscription | None:
         async with store_errors():
             doc = await self._col.find_one({"_id": sub_id})
-        return None if doc is None else Subscription.model_validate(doc)
+        return None if doc is None else self._load(doc)
 
     async def all(self) -> list[Subscription]:
         async with store_errors():
             docs = await self._col.find({}).sort("created_at", 1).to_list()
-        return [Subscription.model_validate(d) for d in docs]
+        return [self._load(d) for d in docs]
 
     async def matching(self, event_type: EventType) -> list[Subscription]:
         """Enabled subscriptions that want ``event_type``."""
         async with store_errors():
             docs = await self._col.find({"enabled": True, "events": event_type.value}).to_list()
-        return [Subscription.model_validate(d) for d in docs]
+        return [self._load(d) for d in docs]
 
-    async def update(self, sub_id: str, fields: dict[str, Any]) -> Subscription | None:
+    async def update(
+        self, sub_id: str, fields: dict[str, Any], *, if_updated_at: datetime | None = None
+    ) -> Subscription | None:
+        """Set ``fields`` (secrets sealed) in one write; with ``if_updated_at``, only
+        if nobody changed the subscription since (``None`` then means changed or gone)."""
+        query: dict[str, Any] = {"_id": sub_id}
+        if if_updated_at is not None:
+            query["updated_at"] = if_updated_at
         async with store_errors():
             doc = await self._col.find_one_and_update(
-                {"_id": sub_id},
-                {"$set": {**fields, "updated_at": utcnow()}},
+                query,
+                {"$set": {**self._sealed(fields), "updated_at": utcnow()}},
                 return_document=pymongo.ReturnDocument.AFTER,
             )
-        return None if doc is None else Subscription.model_validate(doc)
+        return None if doc is None else self._load(doc)
 
     async def delete(self, sub_id: str) -> bool:
         async with store_errors():

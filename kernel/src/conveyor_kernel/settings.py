@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor_kernel.notify_spec import check_webhook_secret
+from conveyor_kernel.sealing import check_fernet_key
 
 ENV_PREFIX = "CONVEYOR_"
 S = TypeVar("S", bound="ConveyorSettings")
@@ -103,6 +104,10 @@ class ConveyorSettings(BaseSettings):
     public_url: str = Field(
         default="http://localhost:8000", description="Base URL of the API, for links in messages"
     )
+    secrets_key: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet key(s) sealing webhook secrets at rest; the first seals, all open",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="whsec_... secret that signs per-job webhooks (subscriptions have their own)",
@@ -122,6 +127,13 @@ class ConveyorSettings(BaseSettings):
         if field is not None and _is_list(field.annotation):
             return env_list(value)
         return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            check_fernet_key(key.get_secret_value())
+        return keys
 
     @field_validator("webhook_secret")
     @classmethod

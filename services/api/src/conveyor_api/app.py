@@ -32,6 +32,7 @@ from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready
+from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology
 
@@ -78,7 +79,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         outbox = Outbox(mongo, settings.mongodb_db)
         idempotency = IdempotencyKeys(mongo, settings.mongodb_db, settings.idempotency_ttl_s)
         claims = Claims(mongo, settings.mongodb_db)
-        subscriptions = SubscriptionStore(mongo, settings.mongodb_db)
+        subscriptions = SubscriptionStore(mongo, settings.mongodb_db, Sealer(settings.secrets_key))
         deliveries = DeliveryStore(mongo, settings.mongodb_db)
         cancellations = Cancellations(mongo, settings.mongodb_db)
         key_store = KeyStore(mongo, settings.mongodb_db)
@@ -130,6 +131,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 "CONVEYOR_ADMIN_KEY is not set: only stored API keys are accepted "
                 "(create them with an admin key; make run generates one in .infra/admin-key)"
             )
+        if not settings.secrets_key:
+            log.warning("CONVEYOR_SECRETS_KEY is not set: webhook secrets are stored unsealed")
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
             yield

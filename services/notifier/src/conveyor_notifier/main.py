@@ -21,6 +21,7 @@ from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.notifications import SUBSCRIPTIONS_CHANGED, DeliveryStore
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.runtime import retry_until_ready, stop_event
+from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.settings import load_settings
 from conveyor_kernel.store import open_client
 from conveyor_kernel.topology import build_topology, declare
@@ -51,7 +52,10 @@ async def run(settings: NotifierSettings) -> None:
     mongo = open_client(settings, "conveyor-notifier", metrics.registry)
     deliveries = DeliveryStore(mongo, settings.mongodb_db)
     subscriptions = CachedSubscriptions(
-        mongo, settings.mongodb_db, settings.notify_subscription_cache_s
+        mongo,
+        settings.mongodb_db,
+        settings.notify_subscription_cache_s,
+        Sealer(settings.secrets_key),
     )
     for collection in (deliveries, subscriptions):
         await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))

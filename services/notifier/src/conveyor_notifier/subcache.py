@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from conveyor_kernel.notifications import Subscription, SubscriptionStore
 from conveyor_kernel.notify_spec import EventType
+from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.store import Document
 
 
 class CachedSubscriptions(SubscriptionStore):
-    def __init__(self, client: AsyncMongoClient[Document], db_name: str, ttl_s: float) -> None:
-        super().__init__(client, db_name)
+    def __init__(
+        self, client: AsyncMongoClient[Document], db_name: str, ttl_s: float, sealer: Sealer
+    ) -> None:
+        super().__init__(client, db_name, sealer)
         self._ttl_s = ttl_s
         self._enabled: list[Subscription] = []
         self._loaded_at: float | None = None
@@ -45,8 +49,10 @@ class CachedSubscriptions(SubscriptionStore):
                         self._loaded_at = started
         return [s for s in self._enabled if event_type in s.events]
 
-    async def update(self, sub_id: str, fields: dict[str, Any]) -> Subscription | None:
+    async def update(
+        self, sub_id: str, fields: dict[str, Any], *, if_updated_at: datetime | None = None
+    ) -> Subscription | None:
         try:
-            return await super().update(sub_id, fields)
+            return await super().update(sub_id, fields, if_updated_at=if_updated_at)
         finally:
             self.invalidate()

@@ -218,12 +218,18 @@ async def rotate_secret(
     if previous_valid_s:
         kept.append(PreviousSecret(secret=sub.secret, expires_at=until))
     secret = new_secret()
+    # One write, and only over the version read: two rotations at once cannot
+    # both answer with a secret while only one of them is stored.
     updated = await state.subscriptions.update(
         sub_id,
         {"secret": secret, "previous_secrets": [p.model_dump() for p in kept]},
+        if_updated_at=sub.updated_at,
     )
-    if updated is None:  # deleted meanwhile
-        raise ApiError(404, "webhook_not_found", f"no webhook subscription {sub_id!r}")
+    if updated is None:
+        await _get(state, sub_id)  # 404 if it was deleted meanwhile
+        raise ApiError(
+            409, "rotated_concurrently", "the subscription changed meanwhile; rotate again"
+        )
     return SecretRotated(id=sub_id, secret=secret, previous_valid_until=until)
 
 
