@@ -76,3 +76,22 @@ async def test_payload_over_the_limit_is_413_naming_the_job(stack: Stack) -> Non
     assert single.status_code == 413  # over the request body limit already
     assert single.json()["error"]["code"]
     await assert_nothing_stored(stack)
+
+
+async def test_nul_and_bad_strings_in_urls_and_ids_are_4xx_not_503(stack: Stack) -> None:
+    """Found by schemathesis: these reached FerretDB and came back as 503s."""
+    client = await stack.start_api()
+    listing = await client.get("/v1/jobs", params={"type": "\x00abc"})
+    assert listing.status_code in (400, 422), listing.text
+    path = await client.get("/v1/jobs/ab%00cd")
+    assert path.status_code == 400
+    assert path.json()["error"]["code"] == "invalid_url"
+    redrive = await client.post(
+        "/v1/dead-letters/redrive",
+        content='{"ids": ["\\u0013\\ud8ca\\udf31D", "NUL\\u0000"]}',
+        headers={"content-type": "application/json"},
+    )
+    assert redrive.status_code == 422, redrive.text
+    fine = await client.post("/v1/dead-letters/redrive", json={"ids": ["no-such-job"]})
+    assert fine.status_code == 200
+    assert fine.json()["skipped"] == [{"job_id": "no-such-job", "reason": "no such job"}]

@@ -18,9 +18,9 @@ from pymongo import AsyncMongoClient
 from conveyor_kernel.store import Document
 from tests.stack import ADMIN_KEY, Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 6
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 CREATES_JOBS = ("/v1/jobs", "/v1/jobs/batch", "/retry")
 
@@ -61,11 +61,11 @@ async def test_fuzzing_finds_no_5xx_and_no_refused_job_is_stored(
             "--max-examples",
             str(MAX_EXAMPLES),
             "--phases",
-            "examples,coverage,fuzzing",
+            "examples,coverage,fuzzing",  # examples: the documented ones (type "echo")
             "--seed",
             "20261129",
             "--max-time",
-            "420",
+            "240",
             "--request-timeout",
             "30",
             "--report",
@@ -76,17 +76,19 @@ async def test_fuzzing_finds_no_5xx_and_no_refused_job_is_stored(
         ],
         capture_output=True,
         text=True,
-        timeout=540,
+        timeout=360,
         check=False,
     )
     output = run.stdout + run.stderr
     print(output[-6000:])
     assert run.returncode == 0, output[-6000:]
-    (har_path,) = report.glob("*.har")
+    (har_path,) = report.glob("har-*.json")
     har = json.loads(har_path.read_text())
     statuses = [e["response"]["status"] for e in har["log"]["entries"]]
     assert statuses, "schemathesis sent no request"
     assert not [s for s in statuses if s >= 500]
     stored = {d["_id"] async for d in mongo[stack.db_name]["jobs"].find({}, {"_id": 1})}
-    assert stored <= accepted_job_ids(har), "a refused request left a job behind"
+    accepted = accepted_job_ids(har)
+    assert accepted, "no job was accepted: the fuzzing never reached the success paths"
+    assert stored <= accepted, "a refused request left a job behind"
     print(f"schemathesis: {len(statuses)} requests, statuses {sorted(set(statuses))}")

@@ -28,7 +28,8 @@ def nested(depth: int) -> object:
         ({"x": float("inf")}, "number at .x is not finite"),
         ({"x": {"$ref": "jobs", "$id": "1"}}, "key '$ref' at .x starts with '$'"),
         ({"a.b": 1}, "key 'a.b' at (top)"),
-        ({"k\x00": 1}, "or NUL"),
+        ({"k\x00": 1}, "contains NUL"),
+        ({"text": "a NUL \x00 in a value"}, "string at .text contains NUL"),
         ({"s": "\ud800"}, "string at .s has a lone surrogate"),
         ({"\udfff": 1}, "has a lone surrogate"),
         (nested(MAX_DEPTH + 1), f"nesting deeper than {MAX_DEPTH} levels"),
@@ -45,7 +46,7 @@ def test_refused_with_where_and_why(value: object, message: str) -> None:
     "value",
     [
         {"n": 2**63 - 1, "m": -(2**63), "f": 1.5, "t": True, "z": None},
-        {"text": "NUL \x00 in a value is fine", "emoji": "🚚", "dollar": "$ref in a value is fine"},
+        {"emoji": "🚚", "dollar": "$ref in a value is fine"},
         nested(MAX_DEPTH - 1),
         {"list": [[1, [2, {"k": "v"}]]]},
     ],

@@ -3,9 +3,10 @@ MongoDB and FerretDB alike. Checked before anything is written, so bad input is
 a 4xx (or, for a handler's result, a permanent failure), never a store error.
 
 Refused: integers outside int64, non-finite numbers, keys that start with ``$``
-(which also covers DBRef-shaped objects) or contain ``.`` or NUL, strings with
-lone surrogates (not encodable as UTF-8), nesting deeper than ``MAX_DEPTH``, and
-an encoded value over its byte limit.
+(which also covers DBRef-shaped objects) or contain ``.``, NUL in any key or
+string (MongoDB stores it in values, FerretDB's PostgreSQL cannot: refused on
+both alike), lone surrogates (not encodable as UTF-8), nesting deeper than
+``MAX_DEPTH``, and an encoded value over its byte limit.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def _check_str(value: str, path: list[str | int], what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise UnstorableError(f"{what} at {_where(path)} has a lone surrogate") from None
+    if "\x00" in value:
+        raise UnstorableError(f"{what} at {_where(path)} contains NUL")
 
 
 def check_value(value: Any, path: list[str | int] | None = None, depth: int = 0) -> None:

@@ -105,8 +105,12 @@ class JobSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(pattern=JOB_TYPE_PATTERN, description="Registered job type")
-    payload: dict[str, Any] = Field(default_factory=dict, description="Handler input")
+    type: str = Field(
+        pattern=JOB_TYPE_PATTERN, description="Registered job type", examples=["echo"]
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="Handler input", examples=[{"hello": "world"}]
+    )
     priority: int = Field(
         default=5, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="1..10, higher runs first"
     )

@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor_api.auth import Admin
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState, State
 from conveyor_kernel.broker import BROKER_ERRORS
 from conveyor_kernel.commit import Written
+from conveyor_kernel.documents import check_value
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import redrive as redrive_job
@@ -44,8 +45,16 @@ class DeadLetterPage(BaseModel):
 class RedriveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str] | None = Field(default=None, max_length=MAX_REDRIVE)
+    ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=MAX_REDRIVE
+    )
     all: bool = False
+
+    @field_validator("ids")
+    @classmethod
+    def _storable(cls, ids: list[str] | None) -> list[str] | None:
+        check_value(ids)  # no NUL or lone surrogate reaches the store
+        return ids
 
     @model_validator(mode="after")
     def _ids_or_all(self) -> RedriveIn:

@@ -15,7 +15,14 @@ from conveyor_api.state import AppState, State
 from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import cancel, request_cancel
-from conveyor_kernel.model import CANCELLABLE_STATUSES, Job, JobStatus, JobSubmission, utcnow
+from conveyor_kernel.model import (
+    CANCELLABLE_STATUSES,
+    JOB_TYPE_PATTERN,
+    Job,
+    JobStatus,
+    JobSubmission,
+    utcnow,
+)
 from conveyor_kernel.store import DeleteResult
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -70,7 +77,7 @@ async def get_job(job_id: str, state: State) -> JobOut:
 async def list_jobs(
     state: State,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-    type_: Annotated[str | None, Query(alias="type", max_length=100)] = None,
+    type_: Annotated[str | None, Query(alias="type", pattern=JOB_TYPE_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
