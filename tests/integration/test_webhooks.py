@@ -202,7 +202,8 @@ async def test_redirect_into_a_private_address_is_refused(stack: Stack, httpserv
     job = await stack.submit("echo", notify=hook(public))
     (delivery,) = await stack.deliveries(job["id"])
     assert delivery["status"] == "failed"
-    assert "10.255.255.1 resolves to a private-use address" in delivery["error"]
+    # Another origin: not followed at all (so never resolved, never contacted).
+    assert "redirect to another origin (http://10.255.255.1) not followed" in delivery["error"]
     assert receiver.requests == []
 
 
