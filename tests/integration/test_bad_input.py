@@ -95,3 +95,21 @@ async def test_nul_and_bad_strings_in_urls_and_ids_are_4xx_not_503(stack: Stack)
     fine = await client.post("/v1/dead-letters/redrive", json={"ids": ["no-such-job"]})
     assert fine.status_code == 200
     assert fine.json()["skipped"] == [{"job_id": "no-such-job", "reason": "no such job"}]
+
+
+async def test_text_the_store_cannot_hold_is_422_wherever_it_is(stack: Stack) -> None:
+    """Found by schemathesis in CI: a key name with NUL and a lone surrogate was a 503."""
+    client = await stack.start_api()
+    resp = await client.post(
+        "/v1/keys",
+        content='{"name": "\\u0000\\u00cc<!\\udaee\\udcebf", "scopes": ["admin"]}',
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "document_refused"
+    assert (await client.get("/v1/keys")).json() == []
+    nul = await client.post(
+        "/v1/webhooks", json={"url": "https://example.com/h", "description": "a\x00b"}
+    )
+    assert nul.status_code == 422, nul.text
+    assert (await client.get("/v1/webhooks")).json() == []

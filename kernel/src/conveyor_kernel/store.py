@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 import pymongo
-from bson.errors import InvalidDocument
+from bson.errors import BSONError
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -170,11 +170,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 _REFUSAL_CODES = frozenset({2, 52, 55, 56, 57, 10334, 17419})
 
 
-def _refusal(exc: WriteError | BulkWriteError) -> bool:
-    if isinstance(exc, WriteError):
-        return exc.code in _REFUSAL_CODES
-    errors = exc.details.get("writeErrors") or []
-    return bool(errors) and all(e.get("code") in _REFUSAL_CODES for e in errors)
+# FerretDB's PostgreSQL refusing a string it cannot hold (a NUL): SQLSTATE 22P05.
+_UNSTORABLE_TEXT = "SQLSTATE 22P05"
+
+
+def _refusal(exc: OperationFailure) -> bool:
+    if _UNSTORABLE_TEXT in str(exc):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors") or []
+        return bool(errors) and all(e.get("code") in _REFUSAL_CODES for e in errors)
+    return isinstance(exc, WriteError) and exc.code in _REFUSAL_CODES
 
 
 @asynccontextmanager
@@ -184,9 +190,10 @@ async def store_errors() -> AsyncIterator[None]:
         yield
     except DuplicateKeyError:
         raise  # a fact about the data, not an outage
-    except (InvalidDocument, DocumentTooLarge, OverflowError) as exc:
+    except (BSONError, DocumentTooLarge, OverflowError) as exc:
+        # Bad data in a document or a query (e.g. a lone surrogate): not an outage.
         raise DocumentRefusedError(f"{type(exc).__name__}: {exc}") from exc
-    except (WriteError, BulkWriteError) as exc:
+    except OperationFailure as exc:
         if _refusal(exc):
             raise DocumentRefusedError(f"{type(exc).__name__}: {exc}") from exc
         raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
