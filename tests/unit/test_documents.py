@@ -7,7 +7,7 @@ import pytest
 from conveyor_kernel.documents import (
     MAX_DEPTH,
     UnstorableError,
-    check_stored,
+    as_stored,
     check_value,
     encoded_size,
 )
@@ -58,6 +58,6 @@ def test_accepted(value: object) -> None:
 def test_size_limit_counts_compact_utf8_json() -> None:
     value = {"s": "é" * 10}
     assert encoded_size(value) == len('{"s":""}') + 20
-    check_stored(value, encoded_size(value), "the payload")
+    assert as_stored(value, encoded_size(value), "the payload") == value
     with pytest.raises(UnstorableError, match="the payload is 28 bytes encoded; the limit is 27"):
-        check_stored(value, 27, "the payload")
+        as_stored(value, 27, "the payload")

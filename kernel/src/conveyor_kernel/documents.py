@@ -76,9 +76,14 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def check_stored(value: Any, max_bytes: int, what: str) -> None:
-    """:func:`check_value` plus a size limit."""
-    check_value(value)
-    size = encoded_size(value)
+def as_stored(value: Any, max_bytes: int, what: str) -> Any:
+    """``value`` as it is stored and served: through JSON once (tuples become
+    lists, keys strings), checked by :func:`check_value` and against ``max_bytes``
+    of compact UTF-8 JSON. Raises ``TypeError`` for what JSON cannot encode."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    stored = json.loads(text)
+    check_value(stored)
+    size = len(text.encode())
     if size > max_bytes:
         raise UnstorableError(f"{what} is {size} bytes encoded; the limit is {max_bytes}")
+    return stored

@@ -8,11 +8,10 @@ catches handler exceptions.
 from __future__ import annotations
 
 import asyncio
-import json
 import traceback
 from typing import Any
 
-from conveyor_kernel.documents import MAX_RESULT_BYTES, check_stored
+from conveyor_kernel.documents import MAX_RESULT_BYTES, as_stored
 from conveyor_kernel.errors import PermanentError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import Outcome
@@ -61,8 +60,8 @@ async def execute(spec: HandlerSpec, ctx: JobContext, timeout_s: float) -> Outco
     except Exception as exc:  # noqa: BLE001 - handlers may raise anything; classify it here
         return _retryable(exc)
     try:
-        result = json.loads(json.dumps(result))  # the API returns it as JSON (tuples: lists)
-        check_stored(result, MAX_RESULT_BYTES, "the result")  # and the store must take it
+        # The API serves it as JSON (tuples: lists) and the store must take it.
+        result = as_stored(result, MAX_RESULT_BYTES, "the result")
     except (TypeError, ValueError, RecursionError) as exc:
         return Outcome(
             AttemptOutcome.FAILED,
