@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from conveyor_kernel.machine import (
+    Defer,
     Outcome,
     Repair,
     Run,
@@ -210,3 +211,34 @@ def test_attempt_records_are_well_formed() -> None:
     job = new_job()
     run = started(job)
     assert run.attempt == Attempt(number=1, worker="w1", started_at=NOW)
+
+
+def test_redelivered_attempt_of_a_live_worker_is_deferred_not_run_twice() -> None:
+    job = new_job(max_retries=3)
+    running = started(job, worker="alive").running
+    decision = admit(running, job.envelope(), "w2", NOW, redelivered=True, holder_alive=True)
+    assert isinstance(decision, Defer)
+    # The same message once the holder is gone: the attempt is lost, the job runs again.
+    rerun = admit(running, job.envelope(), "w2", NOW, redelivered=True, holder_alive=False)
+    assert isinstance(rerun, Run)
+    assert [a.outcome for a in rerun.running.attempts] == [AttemptOutcome.LOST, None]
+
+
+def test_watch_copy_of_an_ended_attempt_is_dropped_without_repairs() -> None:
+    job = new_job(max_retries=1)
+    run = started(job, worker="alive")
+    retry = finish(run.running, run.attempt, Outcome(AttemptOutcome.FAILED), NOW, rand=0)
+    assert retry is not None
+    assert retry.publish
+    watch = job.envelope().model_copy(update={"watch": True, "job": None})
+    decision = admit(retry.job, watch, "w2", NOW, redelivered=True)
+    assert isinstance(decision, Skip)  # the live worker sent the retry; no second one
+    plain = admit(retry.job, job.envelope(), "w2", NOW, redelivered=True)
+    assert isinstance(plain, Repair)  # a redelivery (the holder died) re-sends effects
+
+
+def test_attempt_records_the_worker_session() -> None:
+    job = new_job()
+    decision = admit(job, job.envelope(), "w1", NOW, redelivered=False, session="w1.abcd")
+    assert isinstance(decision, Run)
+    assert decision.attempt.session == "w1.abcd"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -163,6 +164,31 @@ class Publisher:
             headers={"x-conveyor-reason": reason, **headers},
         )
         await self._publish(message, PARKING_ROUTING_KEY, self._topology.dead_letter_exchange)
+
+    async def queue_held(self, name: str) -> bool:
+        """Whether the exclusive queue ``name`` exists, i.e. the connection that
+        declared it is open (a worker's liveness queue). A plain, not robust,
+        channel: a passive declare of a missing queue closes it, and a robust
+        one would reopen and declare again."""
+        transport = self._connection.transport if self.ready else None
+        if transport is None:
+            raise BrokerUnavailableError("broker connection is not open")
+        channel = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                channel = await transport.connection.channel(publisher_confirms=False)
+                await channel.queue_declare(name, passive=True)
+        except aiormq.exceptions.ChannelLockedResource:
+            return True  # exclusive to another connection: its owner is connected
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailableError(f"queue check failed: {type(exc).__name__}") from exc
+        finally:
+            if channel is not None and not channel.is_closed:
+                with contextlib.suppress(*BROKER_ERRORS):
+                    await channel.close()
+        return True
 
     async def publish_control(self, body: dict[str, Any]) -> None:
         """Tell every worker something (fanout; fine if no worker listens right now)."""

@@ -80,7 +80,17 @@ class Repair:
     transition: Transition
 
 
-Decision = Run | Skip | Write | Repair
+@dataclass(frozen=True)
+class Defer:
+    """The attempt this message carries is still running in a live worker (the
+    message came back because a channel closed under it, e.g. RabbitMQ's consumer
+    timeout): publish a ``watch`` copy that checks again later, and never run it
+    twice."""
+
+    reason: str
+
+
+Decision = Run | Skip | Write | Repair | Defer
 
 
 def _close(job: Job, now: datetime, outcome: Outcome) -> list[Attempt]:
@@ -118,11 +128,26 @@ def effects_of(job: Job) -> Transition:
 
 
 def admit(
-    job: Job | None, env: JobEnvelope, worker: str, now: datetime, *, redelivered: bool
+    job: Job | None,
+    env: JobEnvelope,
+    worker: str,
+    now: datetime,
+    *,
+    redelivered: bool,
+    holder_alive: bool = False,
+    session: str | None = None,
 ) -> Decision:
-    """What a worker does with the message ``env`` for ``job``."""
+    """What a worker does with the message ``env`` for ``job``.
+
+    ``redelivered`` covers ``watch`` copies too; ``holder_alive`` says whether the
+    worker of the job's open attempt still lives (checked only when it matters).
+    """
     if job is None:
         return Skip("job not found (deleted)")
+    if env.watch and _landed(job, env):
+        # The live worker finished it and sent its effects before it acked (its ack
+        # went to a closed channel); nothing is missing.
+        return Skip("the watched attempt has ended")
     if redelivered and _landed(job, env):
         return Repair("redelivered after its outcome was stored", effects_of(job))
     if job.status.finished:
@@ -136,6 +161,8 @@ def admit(
     if job.open_attempt is not None:
         if not redelivered:
             return Skip("duplicate delivery of an attempt that is running")
+        if holder_alive:
+            return Defer("the attempt is still running in a live worker")
         lost = Outcome(AttemptOutcome.LOST, error="worker lost mid-attempt; message redelivered")
         base = job.model_copy(update={"attempts": _close(job, now, lost)})
         if base.budget_used > base.max_retries:
@@ -145,7 +172,7 @@ def admit(
                     base, now, "retries exhausted (worker lost mid-attempt)", "retries exhausted"
                 ),
             )
-    attempt = Attempt(number=len(base.attempts) + 1, worker=worker, started_at=now)
+    attempt = Attempt(number=len(base.attempts) + 1, worker=worker, started_at=now, session=session)
     return Run(
         job=base,
         attempt=attempt,

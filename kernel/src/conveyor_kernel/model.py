@@ -165,6 +165,11 @@ class Attempt(BaseModel):
     number: int
     worker: str
     started_at: datetime
+    session: str | None = Field(
+        default=None,
+        description="The worker process's liveness queue: while it exists, the attempt "
+        "may still be running there",
+    )
     finished_at: datetime | None = None
     outcome: AttemptOutcome | None = None
     error: str | None = None
@@ -293,4 +298,10 @@ class JobEnvelope(BaseModel):
         default=None,
         description="The job document as published: a worker may run a fresh message "
         "from it without a read (its final compare-and-set still checks the revision)",
+    )
+    watch: bool = Field(
+        default=False,
+        description="A copy that re-checks an attempt still running in a live worker "
+        "(its message came back, e.g. after a channel closed): it never runs the job "
+        "while that worker lives",
     )

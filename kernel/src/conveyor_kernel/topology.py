@@ -59,6 +59,13 @@ def control_exchange_name(namespace: str) -> str:
     return f"{namespace}.control"
 
 
+def liveness_queue_name(namespace: str, session: str) -> str:
+    """A worker process's exclusive control queue: it exists exactly while that
+    process's consume connection is open, so other workers can tell whether an
+    attempt recorded with ``session`` may still be running."""
+    return f"{namespace}.worker.{session}"
+
+
 def work_queue_name(namespace: str) -> str:
     return f"{namespace}.jobs.work"
 

@@ -34,13 +34,14 @@ from conveyor_kernel.errors import (
     StoreUnavailableError,
 )
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.machine import Outcome, Repair, Run, Skip, Write, admit, finish
+from conveyor_kernel.machine import Defer, Outcome, Repair, Run, Skip, Write, admit, finish
 from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
 from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.executor import execute
+from conveyor_worker.liveness import Liveness
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.running import RunningRecorder
 
@@ -61,6 +62,7 @@ class JobConsumer:
         publisher: Publisher,
         registry: HandlerRegistry,
         *,
+        liveness: Liveness,
         worker_id: str,
         metrics: WorkerMetrics,
         record_running_after_s: float,
@@ -73,6 +75,7 @@ class JobConsumer:
         self._publisher = publisher
         self._record_after_s = record_running_after_s
         self._registry = registry
+        self._liveness = liveness
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
         self._cancelled: set[str] = set()
@@ -157,6 +160,13 @@ class JobConsumer:
         if run is None:
             await settle(message.ack())
             return
+        self._liveness.started(run.job.id, run.attempt.number)
+        try:
+            await self._run(message, env, run)
+        finally:
+            self._liveness.ended(run.job.id, run.attempt.number)
+
+    async def _run(self, message: AbstractIncomingMessage, env: JobEnvelope, run: Run) -> None:
         job = run.job
         ctx = JobContext(
             job_id=job.id,
@@ -208,7 +218,7 @@ class JobConsumer:
     async def _admit(self, message: AbstractIncomingMessage, env: JobEnvelope) -> Run | None:
         """Decide what to do with ``env``: a :class:`Run`, or ``None`` when the
         message is done with (skipped, repaired or resolved by a write)."""
-        redelivered = bool(message.redelivered)
+        redelivered = bool(message.redelivered) or env.watch
         snapshot = None if redelivered or self._cancels.must_read(env) else env.job
         for _ in range(MAX_CAS_ROUNDS):
             if snapshot is not None:  # a fresh message: run it as published, no read
@@ -216,12 +226,24 @@ class JobConsumer:
                 snapshot = None
             else:
                 job = await self._store.get(env.job_id)
-            decision = admit(job, env, self._worker_id, utcnow(), redelivered=redelivered)
+            holder = job.open_attempt if job is not None and redelivered else None
+            decision = admit(
+                job,
+                env,
+                self._worker_id,
+                utcnow(),
+                redelivered=redelivered,
+                holder_alive=holder is not None and await self._liveness.alive(env.job_id, holder),
+                session=self._liveness.session,
+            )
             if isinstance(decision, Run):
                 return decision
             log.info("skipping message", reason=decision.reason)
             self._metrics.skipped.inc()
             if isinstance(decision, Skip):
+                return None
+            if isinstance(decision, Defer):
+                await self._publisher.publish_job(self._liveness.watch_copy(env))
                 return None
             if isinstance(decision, Repair):
                 await self._committer.repair(decision.transition)

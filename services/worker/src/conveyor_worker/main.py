@@ -23,6 +23,7 @@ from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.consumer import JobConsumer
+from conveyor_worker.liveness import Liveness, new_session
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.settings import WorkerSettings
 
@@ -50,15 +51,20 @@ async def run(settings: WorkerSettings) -> None:
     events = await Events.open(mongo, settings, publisher)
     channel = await consume_conn.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)
+    channel.close_callbacks.add(_log_channel_closed)
     declared = await declare(channel, topology)
     queue = declared.queues[topology.work_queue]
     cancels = CancelWatch(cancellations)
+    liveness = Liveness(
+        publisher, topology.namespace, new_session(settings.worker_id), settings.worker_recheck_s
+    )
     consumer = JobConsumer(
         store,
         cancels,
         Committer(store, events, publisher, outbox),
         publisher,
         registry,
+        liveness=liveness,
         worker_id=settings.worker_id,
         metrics=metrics,
         record_running_after_s=settings.worker_record_running_after_s,
@@ -73,8 +79,12 @@ async def run(settings: WorkerSettings) -> None:
     # A private queue on the control fanout: cancel requests (running jobs are
     # stopped; waiting ones are read before they run). Bound before the request log
     # is loaded, and both before consuming, so no request falls in between.
-    control = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await control.bind(declared.exchanges[topology.control_exchange])
+    # It is also this process's liveness queue (conveyor_worker.liveness): exclusive,
+    # so it lives exactly as long as the connection, and on its own channel, so a
+    # channel closed under the jobs (RabbitMQ's consumer timeout) leaves it be.
+    control_channel = await consume_conn.channel()
+    control = await control_channel.declare_queue(liveness.queue, exclusive=True)
+    await control.bind(topology.control_exchange)
     await control.consume(consumer.on_control, no_ack=True)
     await retry_until_ready("mongodb", cancels.start, (StoreUnavailableError,))
     tag = await queue.consume(consumer.on_message)
@@ -98,13 +108,18 @@ async def run(settings: WorkerSettings) -> None:
     await consumer.drain(settings.worker_shutdown_grace_s)
     with contextlib.suppress(asyncio.CancelledError):
         await relay
-    for closable in (channel, publisher, consume_conn, publish_conn):
+    for closable in (channel, control_channel, publisher, consume_conn, publish_conn):
         with contextlib.suppress(*BROKER_ERRORS):
             await closable.close()
     if ops is not None:
         await ops.stop()
     await mongo.close()
     log.info("worker stopped")
+
+
+def _log_channel_closed(_channel: object, exc: BaseException | None) -> None:
+    if isinstance(exc, Exception):  # the broker closed it (e.g. its consumer timeout)
+        log.warning("jobs channel closed by the broker; it reopens", error=str(exc))
 
 
 def main() -> None:

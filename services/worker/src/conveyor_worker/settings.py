@@ -32,6 +32,13 @@ class WorkerSettings(ConveyorSettings):
         description="An attempt still running after this long is written as running (so a "
         "lost worker shows); faster ones cost a single write, at the end",
     )
+    worker_recheck_s: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="A message that comes back while its attempt still runs in a live "
+        "worker (a channel closed under it) is checked again this often, never run twice",
+    )
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="/metrics, /healthz, /readyz port (0: off)"
     )
