@@ -3,13 +3,16 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: install infra-up infra-down infra-status run test test-unit lint validate-deploy fmt bench clean
+.PHONY: install infra-up infra-down infra-status browser run test test-unit lint validate-deploy fmt bench clean
 
 install:            ## install Python deps from the lock file (and uv itself if missing)
 	@scripts/bootstrap.sh
 
 infra-up:           ## start RabbitMQ and the MongoDB-wire server (installs them if missing)
 	@scripts/infra.sh up
+
+browser:            ## Debian's chromium for the dashboard's browser tests (installs it if missing)
+	@scripts/browser.sh
 
 infra-down:
 	@scripts/infra.sh down
@@ -20,7 +23,7 @@ infra-status:
 run: install infra-up  ## the whole stack in the foreground (API on :8000)
 	@$(UV) run --frozen python scripts/supervise.py
 
-test: install infra-up  ## the whole test suite against the real servers
+test: install infra-up browser  ## the whole test suite against the real servers
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test-unit: install

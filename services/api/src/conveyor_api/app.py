@@ -15,7 +15,7 @@ from conveyor_api.guards import add_browser_guards
 from conveyor_api.keys import KeyStore
 from conveyor_api.limits import BodySizeLimit
 from conveyor_api.metrics import ApiMetrics, MetricsMiddleware, watch_queues
-from conveyor_api.routes import batch, dead_letters, health, jobs, keys, stats, webhooks
+from conveyor_api.routes import batch, dead_letters, health, jobs, keys, stats, ui, webhooks
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_api.statscache import StatsCache
@@ -160,9 +160,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
         redoc_url="/redoc" if settings.public_docs else None,
         openapi_url="/openapi.json" if settings.public_docs else None,
     )
+    install_routes(app, settings, metrics)
+    return app
+
+
+def install_routes(app: FastAPI, settings: ApiSettings, metrics: ApiMetrics) -> None:
+    """Routes, error handlers and middleware (outermost last)."""
     problems.install(app)
     for routes in (batch, jobs, stats, dead_letters, webhooks, keys, health):
         app.include_router(routes.router)
+    ui.install(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
@@ -170,4 +177,3 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     add_browser_guards(app, settings)
-    return app

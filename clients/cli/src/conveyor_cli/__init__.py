@@ -1,0 +1,1 @@
+"""The ``conveyor`` command-line client (talks to the REST API only)."""
