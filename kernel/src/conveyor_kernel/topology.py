@@ -79,6 +79,12 @@ def events_exchange_name(namespace: str) -> str:
     return f"{namespace}.events"
 
 
+def live_exchange_name(namespace: str) -> str:
+    """Topic exchange of transient live events (queued, started, progress) for
+    watchers; the routing key is the kind (``job.started``)."""
+    return f"{namespace}.live"
+
+
 def notifier_events_queue_name(namespace: str) -> str:
     return f"{namespace}.notifier.events"
 
@@ -279,6 +285,7 @@ def build_topology(namespace: str) -> Topology:
             ExchangeSpec(dlx, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(delay_x, aio_pika.ExchangeType.DIRECT),
             ExchangeSpec(control_exchange_name(namespace), aio_pika.ExchangeType.FANOUT),
+            ExchangeSpec(live_exchange_name(namespace), aio_pika.ExchangeType.TOPIC),
             *notifier_exchanges,
         ),
         queues=(

@@ -8,6 +8,7 @@ from fastapi import Header
 
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState
+from conveyor_kernel import live
 from conveyor_kernel.documents import MAX_PAYLOAD_BYTES, encoded_size
 from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.idempotency import MAX_KEY_LENGTH, Conflict, Replay, fingerprint
@@ -82,6 +83,7 @@ async def enqueue(
     timeout = state.settings.default_job_timeout_s
     jobs = [Job.from_submission(s, default_timeout_s=timeout, retry_of=retry_of) for s in subs]
     await state.submits.commit(jobs)
+    await state.live.emit(*(live.queued(job) for job in jobs))
     for job in jobs:
         state.metrics.submitted.labels(job.type, str(job.priority)).inc()
     log.info("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)

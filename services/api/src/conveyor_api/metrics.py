@@ -41,6 +41,16 @@ class ApiMetrics:
             ["type", "priority"],
             registry=self.registry,
         )
+        self.stream_clients = Gauge(
+            "conveyor_api_stream_clients",
+            "Clients connected to /v1/events/stream",
+            registry=self.registry,
+        )
+        self.stream_dropped = Counter(
+            "conveyor_api_stream_dropped_total",
+            "Event stream clients dropped for reading too slowly",
+            registry=self.registry,
+        )
         # Read from RabbitMQ by this service only (workers and notifiers do not), so
         # sums over scrape targets do not double count; with several API replicas
         # aggregate with max by (queue).

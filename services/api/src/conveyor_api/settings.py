@@ -65,6 +65,24 @@ class ApiSettings(ConveyorSettings):
         "names when it binds a loopback address, else any",
         examples=["conveyor.example.com,localhost"],
     )
+    stream_buffer: int = Field(
+        default=2000,
+        ge=0,
+        le=1_000_000,
+        description="Events each API process keeps for Last-Event-ID resumption",
+    )
+    stream_client_queue: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Events waiting for one stream client before it is dropped (too slow)",
+    )
+    stream_linger_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long the API keeps watching events after its last stream client "
+        "left (a client reconnecting within it resumes without a resync)",
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")
 
     @field_validator("admin_key", mode="before")

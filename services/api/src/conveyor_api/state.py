@@ -14,12 +14,14 @@ from conveyor_api.keys import KeyStore
 from conveyor_api.metrics import ApiMetrics
 from conveyor_api.settings import ApiSettings
 from conveyor_api.statscache import StatsCache
+from conveyor_api.stream import StreamHub
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.claims import Claims
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
+from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.registry import HandlerRegistry
@@ -48,6 +50,8 @@ class AppState:
     stats: StatsCache
     keys: KeyStore
     auth: Authenticator
+    live: LiveFeed
+    stream: StreamHub
 
 
 async def get_state(request: Request) -> AppState:

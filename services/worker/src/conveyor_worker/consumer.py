@@ -25,6 +25,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
+from conveyor_kernel import live
 from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import (
@@ -33,6 +34,7 @@ from conveyor_kernel.errors import (
     DocumentRefusedError,
     StoreUnavailableError,
 )
+from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import Defer, Outcome, Repair, Run, Skip, Write, admit, finish
 from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
@@ -63,6 +65,7 @@ class JobConsumer:
         registry: HandlerRegistry,
         *,
         liveness: Liveness,
+        live: LiveFeed,
         worker_id: str,
         metrics: WorkerMetrics,
         record_running_after_s: float,
@@ -76,6 +79,7 @@ class JobConsumer:
         self._record_after_s = record_running_after_s
         self._registry = registry
         self._liveness = liveness
+        self._live = live
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
         self._cancelled: set[str] = set()
@@ -179,6 +183,7 @@ class JobConsumer:
         task = asyncio.current_task()
         self._running[task] = ctx  # type: ignore[index]
         log.info("attempt started", number=run.attempt.number)
+        await self._live.emit(live.started(job, run.attempt.number, run.attempt.started_at))
         self._metrics.attempt_started(env)
         recorder = RunningRecorder(
             self._store, run.running, 0.0 if run.record_now else self._record_after_s

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import aiormq
+
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
+from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
@@ -49,6 +52,8 @@ async def run(settings: WorkerSettings) -> None:
     publisher = Publisher(publish_conn, topology, settings.publish_timeout_s)
     await publisher.open()
     events = await Events.open(mongo, settings, publisher)
+    live_feed = LiveFeed(publish_conn, topology)
+    await live_feed.open()
     channel = await consume_conn.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)
     channel.close_callbacks.add(_log_channel_closed)
@@ -65,6 +70,7 @@ async def run(settings: WorkerSettings) -> None:
         publisher,
         registry,
         liveness=liveness,
+        live=live_feed,
         worker_id=settings.worker_id,
         metrics=metrics,
         record_running_after_s=settings.worker_record_running_after_s,
@@ -108,7 +114,7 @@ async def run(settings: WorkerSettings) -> None:
     await consumer.drain(settings.worker_shutdown_grace_s)
     with contextlib.suppress(asyncio.CancelledError):
         await relay
-    for closable in (channel, control_channel, publisher, consume_conn, publish_conn):
+    for closable in (channel, control_channel, live_feed, publisher, consume_conn, publish_conn):
         with contextlib.suppress(*BROKER_ERRORS):
             await closable.close()
     if ops is not None:
@@ -118,7 +124,8 @@ async def run(settings: WorkerSettings) -> None:
 
 
 def _log_channel_closed(_channel: object, exc: BaseException | None) -> None:
-    if isinstance(exc, Exception):  # the broker closed it (e.g. its consumer timeout)
+    # A plain ChannelClosed is our own close; a subclass carries the broker's reason.
+    if isinstance(exc, Exception) and type(exc) is not aiormq.exceptions.ChannelClosed:
         log.warning("jobs channel closed by the broker; it reopens", error=str(exc))
 
 
