@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from conveyor_api.auth import Admin
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState, State
+from conveyor_kernel import live
 from conveyor_kernel.broker import BROKER_ERRORS
 from conveyor_kernel.commit import Written
 from conveyor_kernel.documents import check_value
@@ -158,6 +159,7 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     # again and look like a fresh dead letter to a concurrent redrive meanwhile.
     for written in redriven:
         await written.send()
+    await state.live.emit(*(live.queued(w.job) for w in redriven))
     return RedriveOut(redriven=[w.job.id for w in redriven], skipped=skipped)
 
 
