@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: install infra-up infra-down infra-status browser run test test-unit lint validate-deploy fmt bench clean
+.PHONY: install infra-up infra-down infra-status browser run test chaos test-unit lint validate-deploy fmt bench clean
 
 install:            ## install Python deps from the lock file (and uv itself if missing)
 	@scripts/bootstrap.sh
@@ -42,6 +42,9 @@ validate-deploy: install  ## check compose, k8s, Prometheus and Grafana files of
 fmt: install
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
+
+chaos: install infra-up  ## 10,000 jobs through kills and restarts, then the reckoning (tests/chaos)
+	@$(UV) run --frozen python -m tests.chaos $(CHAOS_ARGS)
 
 bench: install infra-up  ## Conveyor vs Celery side by side (see bench/README.md)
 	@$(UV) run --frozen python bench/compare.py $(BENCH_ARGS)

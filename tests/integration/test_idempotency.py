@@ -8,8 +8,9 @@ import uuid
 import pytest
 from pymongo import AsyncMongoClient
 
-from conveyor_kernel.idempotency import Claimed, Conflict, IdempotencyKeys, Replay
-from conveyor_kernel.store import Document
+from conveyor_kernel.idempotency import Claimed, Conflict, IdempotencyKeys, Replay, fingerprint
+from conveyor_kernel.model import Job, JobSubmission, new_job_id
+from conveyor_kernel.store import Document, JobStore
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -88,10 +89,50 @@ async def test_an_unfinished_claim_holds_its_key_only_for_the_lease(
 ) -> None:
     keys = IdempotencyKeys(mongo, f"conveyor_{namespace}", ttl_s=3600, lease_s=0.5)
     await keys.ensure_indexes()
-    assert isinstance(await keys.claim("crashed", "fp"), Claimed)  # its request then dies
-    assert await keys.claim("crashed", "fp") == Conflict("in_progress")
+    first = await keys.claim("crashed", "fp", ["job-1"])  # its request then dies
+    assert first == Claimed(["job-1"])
+    assert await keys.claim("crashed", "fp", ["job-2"]) == Conflict("in_progress")
     await asyncio.sleep(0.7)
-    assert isinstance(await keys.claim("crashed", "fp"), Claimed)  # taken over
+    # Two retries after the lease: one takes it over, with the dead request's ids.
+    taken = [await keys.claim("crashed", "fp", ["job-3"]) for _ in range(2)]
+    assert taken == [Claimed(["job-1"], taken_over=True), Conflict("in_progress")]
     await keys.complete("crashed", ["job-1"])
     await asyncio.sleep(0.7)  # a finished claim is not subject to the lease
-    assert await keys.claim("crashed", "fp") == Replay(job_ids=["job-1"])
+    assert await keys.claim("crashed", "fp", ["job-4"]) == Replay(job_ids=["job-1"])
+
+
+async def test_a_taken_over_key_submits_only_what_its_dead_request_did_not(
+    stack: Stack, mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    """Found by the chaos run: an API killed between storing the jobs and
+    completing the key made the retry submit them a second time."""
+    client = await stack.start_api()
+    db = f"conveyor_{namespace}"
+    dead = IdempotencyKeys(mongo, db, ttl_s=3600, lease_s=0)  # its lease is over at once
+    store = JobStore(mongo, db)
+    body = {"type": "echo", "payload": {"n": 1}}
+    sub = JobSubmission.model_validate(body)
+    # Dead request 1 stored its job, then died before completing the key.
+    stored = Job.from_submission(sub, default_timeout_s=30, job_id=new_job_id())
+    await dead.claim("died-after-storing", fingerprint(sub.model_dump(mode="json")), [stored.id])
+    await store.insert_many([stored])
+    # Dead request 2 died before storing anything.
+    planned = new_job_id()
+    await dead.claim("died-before-storing", fingerprint(sub.model_dump(mode="json")), [planned])
+
+    again = await client.post(
+        "/v1/jobs", json=body, headers={"Idempotency-Key": "died-after-storing"}
+    )
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == stored.id
+    fresh = await client.post(
+        "/v1/jobs", json=body, headers={"Idempotency-Key": "died-before-storing"}
+    )
+    assert fresh.status_code == 202, fresh.text
+    assert fresh.json()["id"] == planned
+    assert await mongo[db]["jobs"].count_documents({}) == 2
+    replay = await client.post(
+        "/v1/jobs", json=body, headers={"Idempotency-Key": "died-after-storing"}
+    )
+    assert replay.status_code == 200
+    assert replay.json()["id"] == stored.id

@@ -9,8 +9,12 @@ absent, so the window holds on servers without TTL support too (FerretDB v1).
 A claim whose request never finished (the API process died) holds the key only
 for a short lease (``LEASE_S``, longer than any request can take); after it, a
 retry with the key takes the claim over instead of getting 409 for the whole
-window. If the dead request had got as far as accepting its jobs, that retry
-submits them again: the lease trades a rare duplicate for a key that unblocks.
+window. The job ids are chosen before the claim and kept in it (``planned``),
+so the taker submits exactly the jobs the dead request meant to: those it
+stored already are answered as they are (the outbox publishes them), only the
+missing ones are submitted. One taker per expired lease: a unique marker insert
+decides (atomic on FerretDB too). A request that failed (and so kept no job)
+releases the key at once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -40,7 +44,14 @@ def fingerprint(body: Any) -> str:
 
 @dataclass(frozen=True)
 class Claimed:
-    """This request owns the key: do the work, then ``complete`` or ``release``."""
+    """This request owns the key: submit ``job_ids``, then ``complete`` or ``release``.
+
+    ``taken_over``: an earlier request with the key died or failed; some of the jobs
+    may be stored already.
+    """
+
+    job_ids: list[str]
+    taken_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,9 @@ class IdempotencyKeys:
     async def ensure_indexes(self) -> None:
         await ensure_ttl_index(self._col, "expires_at")
 
-    async def claim(self, key: str, fp: str) -> Claimed | Replay | Conflict:
+    async def claim(self, key: str, fp: str, planned: list[str]) -> Claimed | Replay | Conflict:
+        """Claim ``key`` for a request with fingerprint ``fp`` that would create the
+        jobs ``planned`` (their ids)."""
         for _ in range(3):
             now = utcnow()
             try:
@@ -78,38 +91,59 @@ class IdempotencyKeys:
                             "_id": key,
                             "fingerprint": fp,
                             "job_ids": None,
+                            "planned": planned,
                             "created_at": now,
                             "lease_until": now + self._lease,
                             "expires_at": now + self._ttl,
                         }
                     )
-                return Claimed()
+                return Claimed(planned)
             except DuplicateKeyError:
                 pass
             async with store_errors():
                 doc = await self._col.find_one({"_id": key})
                 if doc is None:
-                    continue  # released or expired meanwhile: try again
+                    continue  # expired meanwhile: try again
                 if doc["expires_at"] <= now:
                     await self._col.delete_one({"_id": key, "expires_at": doc["expires_at"]})
                     continue
-                lease = doc.get("lease_until")
-                if doc["job_ids"] is None and lease is not None and lease <= now:
-                    # Its request died mid-way: the lease is over, take the key over.
-                    await self._col.delete_one({"_id": key, "job_ids": None, "lease_until": lease})
-                    continue
             if doc["fingerprint"] != fp:
                 return Conflict("different_body")
-            if doc["job_ids"] is None:
-                return Conflict("in_progress")
-            return Replay(job_ids=list(doc["job_ids"]))
+            if doc["job_ids"] is not None:
+                return Replay(job_ids=list(doc["job_ids"]))
+            lease = doc.get("lease_until")
+            if lease is not None and lease <= now:
+                return await self._take_over(key, doc, planned, now)
+            return Conflict("in_progress")
         return Conflict("in_progress")
+
+    async def _take_over(
+        self, key: str, doc: Document, planned: list[str], now: datetime
+    ) -> Claimed | Conflict:
+        """Its request died or failed: one retry (the marker's inserter) takes it."""
+        marker = f"{key}\n{doc['lease_until'].isoformat()}"  # no header value has a newline
+        try:
+            async with store_errors():
+                await self._col.insert_one(
+                    {
+                        "_id": marker,
+                        "fingerprint": None,
+                        "job_ids": None,
+                        "expires_at": doc["expires_at"],
+                    }
+                )
+        except DuplicateKeyError:
+            return Conflict("in_progress")
+        async with store_errors():
+            await self._col.update_one({"_id": key}, {"$set": {"lease_until": now + self._lease}})
+        return Claimed(list(doc.get("planned") or planned), taken_over=True)
 
     async def complete(self, key: str, job_ids: list[str]) -> None:
         async with store_errors():
             await self._col.update_one({"_id": key}, {"$set": {"job_ids": job_ids}})
 
     async def release(self, key: str) -> None:
-        """Give the key back after a failed request, so the client may retry with it."""
+        """Give the key back after a failed request (it kept no job), so the client
+        may retry with it, with another body too."""
         async with store_errors():
             await self._col.delete_one({"_id": key, "job_ids": None})

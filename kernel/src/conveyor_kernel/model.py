@@ -223,12 +223,17 @@ class Job(BaseModel):
 
     @classmethod
     def from_submission(
-        cls, sub: JobSubmission, *, default_timeout_s: float, retry_of: str | None = None
+        cls,
+        sub: JobSubmission,
+        *,
+        default_timeout_s: float,
+        retry_of: str | None = None,
+        job_id: str | None = None,
     ) -> Job:
         now = utcnow()
         due = sub.due_at(now)
         return cls(
-            id=new_job_id(),
+            id=job_id or new_job_id(),
             status=JobStatus.SCHEDULED if due else JobStatus.QUEUED,
             next_attempt_at=due,
             type=sub.type,

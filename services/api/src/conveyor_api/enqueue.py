@@ -13,7 +13,7 @@ from conveyor_kernel.documents import MAX_PAYLOAD_BYTES, encoded_size
 from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.idempotency import MAX_KEY_LENGTH, Conflict, Replay, fingerprint
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import Job, JobSubmission
+from conveyor_kernel.model import Job, JobSubmission, new_job_id
 
 log = get_logger(__name__)
 
@@ -68,7 +68,10 @@ def check_submissions(state: AppState, subs: list[JobSubmission]) -> None:
 
 
 async def enqueue(
-    state: AppState, subs: list[JobSubmission], retry_of: str | None = None
+    state: AppState,
+    subs: list[JobSubmission],
+    retry_of: str | None = None,
+    ids: list[str] | None = None,
 ) -> list[Job]:
     """All or nothing: every job is stored and confirmed by the broker, or none is kept.
 
@@ -81,7 +84,12 @@ async def enqueue(
     if not state.publisher.ready:
         raise BrokerUnavailableError("broker connection is not open")
     timeout = state.settings.default_job_timeout_s
-    jobs = [Job.from_submission(s, default_timeout_s=timeout, retry_of=retry_of) for s in subs]
+    jobs = [
+        Job.from_submission(
+            s, default_timeout_s=timeout, retry_of=retry_of, job_id=ids[i] if ids else None
+        )
+        for i, s in enumerate(subs)
+    ]
     await state.submits.commit(jobs)
     await state.live.emit(*(live.queued(job) for job in jobs))
     for job in jobs:
@@ -100,7 +108,8 @@ async def enqueue_once(
     """
     if key is None:
         return await enqueue(state, subs), False
-    claim = await state.idempotency.claim(key, fingerprint(body))
+    planned = [new_job_id() for _ in subs]
+    claim = await state.idempotency.claim(key, fingerprint(body), planned)
     if isinstance(claim, Conflict):
         if claim.reason == "different_body":
             raise ApiError(
@@ -124,9 +133,24 @@ async def enqueue_once(
             )
         return found, True
     try:
-        jobs = await enqueue(state, subs)
+        if claim.taken_over:
+            jobs = await enqueue_missing(state, subs, claim.job_ids)
+        else:
+            jobs = await enqueue(state, subs, ids=claim.job_ids)
     except BaseException:
         await state.idempotency.release(key)
         raise
     await state.idempotency.complete(key, [j.id for j in jobs])
     return jobs, False
+
+
+async def enqueue_missing(state: AppState, subs: list[JobSubmission], ids: list[str]) -> list[Job]:
+    """A taken-over key: the jobs its dead request stored stand (the outbox
+    publishes them); only the missing ones are submitted, with the planned ids."""
+    stored = {job_id: await state.store.get(job_id) for job_id in ids}
+    missing = [i for i, job_id in enumerate(ids) if stored[job_id] is None]
+    if missing:
+        fresh = await enqueue(state, [subs[i] for i in missing], ids=[ids[i] for i in missing])
+        stored |= {job.id: job for job in fresh}
+    log.info("idempotency key taken over", found=len(ids) - len(missing), submitted=len(missing))
+    return [job for job_id in ids if (job := stored[job_id]) is not None]
