@@ -23,6 +23,7 @@ from conveyor_kernel.topology import (
     deliveries_queue_name,
     events_exchange_name,
     jobs_exchange_name,
+    live_exchange_name,
     notifier_dead_letter_exchange_name,
     notifier_delay_exchange_name,
     notifier_delay_queue_name,
@@ -53,6 +54,7 @@ def test_names_come_from_helpers(topo: Topology) -> None:
         dead_letter_exchange_name(NS),
         delay_exchange_name(NS),
         control_exchange_name(NS),
+        live_exchange_name(NS),
         events_exchange_name(NS),
         notifier_exchange_name(NS),
         notifier_delay_exchange_name(NS),
@@ -91,6 +93,7 @@ def test_exchanges_are_durable_direct(topo: Topology) -> None:
         expected = {
             control_exchange_name(NS): aio_pika.ExchangeType.FANOUT,
             events_exchange_name(NS): aio_pika.ExchangeType.TOPIC,
+            live_exchange_name(NS): aio_pika.ExchangeType.TOPIC,
         }.get(ex.name, aio_pika.ExchangeType.DIRECT)
         assert ex.type == expected
         assert ex.durable

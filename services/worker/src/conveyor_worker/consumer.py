@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -36,8 +35,8 @@ from conveyor_kernel.errors import (
 )
 from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.machine import Defer, Outcome, Repair, Run, Skip, Write, admit, finish
-from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, JobStatus, utcnow
+from conveyor_kernel.machine import Defer, Outcome, Repair, Run, Skip, Write, admit
+from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, utcnow
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
@@ -45,14 +44,12 @@ from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.executor import execute
 from conveyor_worker.liveness import Liveness
 from conveyor_worker.metrics import WorkerMetrics
+from conveyor_worker.outcomes import MAX_CAS_ROUNDS, OutcomeWriter
 from conveyor_worker.running import RunningRecorder
 
 log = get_logger(__name__)
-_jitter = random.SystemRandom()  # backoff jitter, not crypto
 
 STORE_BACKOFF_S = 1.0
-UNSTORABLE = "UnstorableOutcome"
-MAX_CAS_ROUNDS = 20
 
 
 class JobConsumer:
@@ -79,6 +76,7 @@ class JobConsumer:
         self._record_after_s = record_running_after_s
         self._registry = registry
         self._liveness = liveness
+        self._outcomes = OutcomeWriter(store, committer, metrics)
         self._live = live
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
@@ -264,58 +262,10 @@ class JobConsumer:
         await self._record(run, await recorder.settle(), outcome)
 
     async def _record(self, run: Run, base: Job | None, outcome: Outcome) -> Job | None:
-        """Close the attempt with ``outcome`` (``base``: the job as last written, or
-        ``None`` if unknown); returns the stored job, or ``None`` if it was no
-        longer ours to close (cancelled or deleted meanwhile)."""
-        duration_s = (utcnow() - run.attempt.started_at).total_seconds()
-        stored: Job | None = None
-        job = base
-        for _ in range(MAX_CAS_ROUNDS):
-            if job is None:
-                job = await self._store.get(run.job.id)
-                if job is None:
-                    break
-            transition = finish(job, run.attempt, outcome, utcnow(), rand=_jitter.random())
-            if transition is None:
-                break
-            try:
-                stored = await self._committer.apply(transition, durable=False)
-            except DocumentRefusedError as exc:
-                if outcome.error_type == UNSTORABLE:
-                    raise  # even the bare failure is refused: park the message
-                # The outcome (e.g. an error text) cannot be stored: fail for good, saying so.
-                log.warning("outcome refused by the store; failing the job", error=str(exc))
-                outcome = Outcome(
-                    AttemptOutcome.FAILED,
-                    error=f"the attempt's outcome could not be stored: {exc}"[:1000],
-                    permanent=True,
-                    error_type=UNSTORABLE,
-                )
-                continue
-            if stored is not None:
-                break
-            job = None
-        else:
-            raise ContentionError(f"job {run.job.id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
-        self._metrics.attempt_finished(
-            run.job.type, outcome.outcome, outcome.error_type, stored, duration_s
-        )
-        if stored is not None:
-            self._count_parked(stored)
-        log.info(
-            "attempt finished",
-            outcome=outcome.outcome.value,
-            error=outcome.error,
-            status=stored.status.value if stored else None,
-            next_attempt_at=stored.next_attempt_at.isoformat()
-            if stored and stored.next_attempt_at
-            else None,
-        )
-        return stored
+        return await self._outcomes.record(run, base, outcome)
 
     def _count_parked(self, job: Job) -> None:
-        if job.status is JobStatus.FAILED and job.dead_letter is not None:
-            self._metrics.dead_lettered.labels(job.type, job.dead_letter.reason).inc()
+        self._outcomes.count_parked(job)
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to ``grace_s`` for in-flight jobs, then interrupt the rest."""
