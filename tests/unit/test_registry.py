@@ -143,3 +143,18 @@ def test_load_registry_conflicting_plugin_raises() -> None:
 
 def _conflicting(registry: HandlerRegistry) -> None:
     registry.register("echo", sync_handler)
+
+
+def test_progress_checks_its_fraction_and_forwards_reports() -> None:
+    reports: list[tuple[float, str | None]] = []
+    ctx = JobContext(
+        job_id="j", type="t", payload={}, attempt=1, max_retries=0, is_last_attempt=True
+    )
+    ctx.progress(0.5)  # no sink (e.g. a handler called outside a worker): ignored
+    ctx.progress_sink = lambda f, m: reports.append((f, m))
+    ctx.progress(0, "start")
+    ctx.progress(1, "x" * 500)
+    for bad in (-0.1, 1.01, float("nan")):
+        with pytest.raises(ValueError, match="within 0..1"):
+            ctx.progress(bad)
+    assert reports == [(0.0, "start"), (1.0, "x" * 200)]

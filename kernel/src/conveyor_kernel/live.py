@@ -38,6 +38,8 @@ SEND_TIMEOUT_S = 1.0
 
 
 class Progress(BaseModel):
+    """``job.progress``: the handler's report (the job's ``progress`` without ``at``)."""
+
     fraction: float
     message: str | None = None
 

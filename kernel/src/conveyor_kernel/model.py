@@ -178,6 +178,14 @@ class Attempt(BaseModel):
     duration_s: float | None = None
 
 
+class JobProgress(BaseModel):
+    """How far a running job says it is (``ctx.progress``)."""
+
+    fraction: float = Field(ge=0, le=1)
+    message: str | None = Field(default=None, max_length=200)
+    at: datetime
+
+
 class DeadLetter(BaseModel):
     """Why and when a job was parked (its final failure)."""
 
@@ -212,6 +220,7 @@ class Job(BaseModel):
     next_attempt_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     dead_letter: DeadLetter | None = None
+    progress: JobProgress | None = None
     budget_from: int = Field(default=0, description="Attempts before this index are forgiven")
     retry_of: str | None = None
     notify: NotifySpec | None = None

@@ -39,6 +39,18 @@ class JobContext:
     is_last_attempt: bool
     # Set when the job should stop (shutdown or cancellation); sync handlers poll it.
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    # Where ``progress`` reports go (the worker sets it); thread-safe to call.
+    progress_sink: Callable[[float, str | None], None] | None = field(default=None, repr=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the job is, ``fraction`` from 0 to 1 with an optional
+        short ``message``. Cheap to call often: the worker writes at most one
+        report per second per job (and always the last one, with the outcome).
+        Callable from ``async`` and plain (threaded) handlers alike."""
+        if not 0.0 <= fraction <= 1.0:  # also refuses NaN
+            raise ValueError(f"progress fraction must be within 0..1, not {fraction!r}")
+        if self.progress_sink is not None:
+            self.progress_sink(float(fraction), None if message is None else str(message)[:200])
 
 
 @dataclass(frozen=True)

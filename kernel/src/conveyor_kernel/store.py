@@ -37,7 +37,7 @@ from pymongo.monitoring import CommandListener
 from conveyor_kernel.errors import DocumentRefusedError, StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.metrics import StoreCommandCounter
-from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus, utcnow
+from conveyor_kernel.model import FINISHED_STATUSES, Job, JobProgress, JobStatus, utcnow
 from conveyor_kernel.settings import ConveyorSettings
 
 JOBS_COLLECTION = "jobs"
@@ -256,6 +256,15 @@ class JobStore:
                 {"_id": job.id, "rev": expected}, new.to_document()
             )
         return new if result.matched_count == 1 else None
+
+    async def set_progress(self, job_id: str, rev: int, progress: JobProgress) -> bool:
+        """Record a running attempt's progress without a new ``rev`` (its owner's next
+        compare-and-set still matches); a no-op once anyone else wrote the job."""
+        async with store_errors():
+            result = await self._jobs.update_one(
+                {"_id": job_id, "rev": rev}, {"$set": {"progress": progress.model_dump()}}
+            )
+        return result.matched_count == 1
 
     async def delete_queued(self, job_ids: list[str]) -> int:
         """Compensation for publishes the broker did not accept (never-started jobs only)."""

@@ -26,17 +26,32 @@ async def echo(ctx: JobContext) -> dict[str, Any]:
     return ctx.payload
 
 
+PROGRESS_STEP_S = 0.5  # report at most this often (the worker writes one a second)
+MAX_PROGRESS_STEPS = 100
+
+
+async def _in_steps(ctx: JobContext, seconds: float, label: str) -> None:
+    """Wait ``seconds``, reporting progress along the way."""
+    steps = max(1, min(MAX_PROGRESS_STEPS, int(seconds / PROGRESS_STEP_S)))
+    for step in range(1, steps + 1):
+        await asyncio.sleep(seconds / steps)
+        ctx.progress(step / steps, f"{label} {step}/{steps}")
+
+
 async def sleep(ctx: JobContext) -> dict[str, float]:
-    """Sleeps payload.seconds (default 1)."""
+    """Sleeps payload.seconds (default 1), reporting progress."""
     seconds = _seconds(ctx.payload, "seconds", 1.0)
-    await asyncio.sleep(seconds)
+    await _in_steps(ctx, seconds, "slept step")
     return {"slept_s": seconds}
 
 
 def _simulated(kind: str) -> Any:
     async def run(ctx: JobContext) -> dict[str, Any]:
         seconds = _seconds(ctx.payload, "duration_s", DEFAULT_SIMULATED_S)
-        await asyncio.sleep(seconds)
+        if kind == "email":
+            await asyncio.sleep(seconds)
+        else:
+            await _in_steps(ctx, seconds, f"{kind} step")
         return {"kind": kind, "simulated_s": seconds, "input_keys": sorted(ctx.payload)}
 
     run.__doc__ = (

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from conveyor_kernel.model import Attempt, Backoff, Job, JobStatus
+from conveyor_kernel.model import Attempt, Backoff, Job, JobProgress, JobStatus
 from conveyor_kernel.notify_spec import NotifySpec
 
 
@@ -31,6 +31,9 @@ class JobOut(BaseModel):
     cancel_requested_at: datetime | None = None
     retry_of: str | None = None
     notify: NotifySpec | None = None
+    progress: JobProgress | None = Field(
+        default=None, description="The handler's last ctx.progress report (fraction 0..1)"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobOut:

@@ -45,6 +45,7 @@ from conveyor_worker.executor import execute
 from conveyor_worker.liveness import Liveness
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.outcomes import MAX_CAS_ROUNDS, OutcomeWriter
+from conveyor_worker.progress import ProgressReporter
 from conveyor_worker.running import RunningRecorder
 
 log = get_logger(__name__)
@@ -186,6 +187,8 @@ class JobConsumer:
         recorder = RunningRecorder(
             self._store, run.running, 0.0 if run.record_now else self._record_after_s
         )
+        reporter = ProgressReporter(self._store, self._live, recorder, job, run.attempt.number)
+        ctx.progress_sink = reporter.report
         try:
             if run.record_now:
                 await recorder.wait_written()
@@ -193,6 +196,7 @@ class JobConsumer:
         except UnknownJobTypeError as exc:
             outcome = Outcome(AttemptOutcome.FAILED, error=str(exc), permanent=True)
         except asyncio.CancelledError:
+            await reporter.close()
             await recorder.settle()
             raise
         else:
@@ -204,18 +208,18 @@ class JobConsumer:
                     task.uncancel()  # type: ignore[union-attr]
                     self._cancelled.discard(job.id)
                     outcome = Outcome(AttemptOutcome.CANCELLED, error="cancelled by request")
-                    await self._record(run, await recorder.settle(), outcome)
+                    await self._finish(run, recorder, reporter, outcome)
                     await settle(message.ack())
                     return
                 # Graceful shutdown ran out of grace: record it, then requeue.
                 outcome = Outcome(AttemptOutcome.INTERRUPTED, error="worker shut down")
-                await asyncio.shield(self._interrupted(run, recorder, outcome))
+                await asyncio.shield(self._finish(run, recorder, reporter, outcome))
                 await settle(message.nack(requeue=True))
                 raise
         # The handler is done: a cancel signal from now on must not interrupt the
         # bookkeeping below (no await ran since execute returned, so none slipped in).
         self._running[task] = None  # type: ignore[index]
-        await self._record(run, await recorder.settle(), outcome)
+        await self._finish(run, recorder, reporter, outcome)
         await settle(message.ack())
 
     async def _admit(self, message: AbstractIncomingMessage, env: JobEnvelope) -> Run | None:
@@ -258,8 +262,15 @@ class JobConsumer:
                 return None
         raise ContentionError(f"job {env.job_id}: gave up after {MAX_CAS_ROUNDS} CAS rounds")
 
-    async def _interrupted(self, run: Run, recorder: RunningRecorder, outcome: Outcome) -> None:
-        await self._record(run, await recorder.settle(), outcome)
+    async def _finish(
+        self, run: Run, recorder: RunningRecorder, reporter: ProgressReporter, outcome: Outcome
+    ) -> None:
+        """Close the attempt; its last progress report rides on the finishing write."""
+        latest = await reporter.close()
+        base = await recorder.settle()
+        if base is not None and latest is not None:
+            base = base.model_copy(update={"progress": latest})
+        await self._record(run, base, outcome)
 
     async def _record(self, run: Run, base: Job | None, outcome: Outcome) -> Job | None:
         return await self._outcomes.record(run, base, outcome)

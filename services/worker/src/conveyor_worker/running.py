@@ -32,6 +32,16 @@ class RunningRecorder:
         self._writing = True
         return await self._store.compare_and_set(self._running)
 
+    async def written(self) -> Job | None:
+        """The ``running`` state once it is on record (waits for the write if it is
+        due); ``None`` if it never will be (lost, failed, or the attempt ended first)."""
+        try:
+            return await asyncio.shield(self._task)
+        except (StoreUnavailableError, asyncio.CancelledError):
+            if self._task.cancelled():
+                return None
+            raise
+
     async def wait_written(self) -> None:
         """For a redelivered message: the attempt must be on record before it runs."""
         if await self._task is None:
