@@ -155,6 +155,6 @@ def test_progress_checks_its_fraction_and_forwards_reports() -> None:
     ctx.progress(0, "start")
     ctx.progress(1, "x" * 500)
     for bad in (-0.1, 1.01, float("nan")):
-        with pytest.raises(ValueError, match="within 0..1"):
+        with pytest.raises(ValueError, match=r"within 0\.\.1"):
             ctx.progress(bad)
     assert reports == [(0.0, "start"), (1.0, "x" * 200)]
