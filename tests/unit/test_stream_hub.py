@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor_api.stream import Filters, StreamHub
-from conveyor_kernel.live import LiveEvent
+from conveyor_kernel.live import LiveEvent, LiveFeed, watching_announcement
 from conveyor_kernel.model import JobStatus, utcnow
 from conveyor_kernel.topology import build_topology, live_exchange_name
 
@@ -22,12 +22,13 @@ class FakeMessage:
 
 
 def hub(**kw: Any) -> StreamHub:
-    async def no_broker() -> Any:
-        raise AssertionError("no broker in unit tests")
+    async def announce() -> None:
+        raise AssertionError("a bound hub announces once, when it binds")
 
     h = StreamHub(
-        no_broker,
+        object(),  # type: ignore[arg-type]  # no broker in unit tests
         TOPOLOGY,
+        announce,
         buffer_size=kw.get("buffer_size", 100),
         client_queue=kw.get("client_queue", 10),
         linger_s=60,
@@ -88,3 +89,13 @@ async def test_a_slow_client_is_dropped_not_buffered() -> None:
     h.unsubscribe(fast)
     assert not h.subscribers
     await asyncio.sleep(0)
+
+
+def test_live_events_are_sent_only_while_someone_watches() -> None:
+    feed = LiveFeed(object(), TOPOLOGY)  # type: ignore[arg-type]
+    assert not feed.watched
+    assert not feed.on_control({"action": "cancel", "job_id": "x"})
+    assert feed.on_control(watching_announcement())
+    assert feed.watched
+    feed.on_control({"action": "watching", "for_s": "soon"})  # malformed: logged, ignored
+    assert feed.watched

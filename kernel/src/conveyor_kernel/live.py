@@ -4,9 +4,15 @@ The durable events of :mod:`conveyor_kernel.events` announce the transitions
 that end an attempt, and they drive notifications. Watchers also want to see a
 job queued, started and making progress. Those go to ``<ns>.live`` (topic,
 routing key = kind) as transient messages, sent without waiting for a
-confirm. When nothing is bound (no one watching), the broker drops them at the
-exchange. A live event that is lost costs a watcher one row update; nothing else
+confirm. A live event that is lost costs a watcher one row update; nothing else
 depends on it.
+
+They are sent only while someone watches: a publish costs the sender and the
+broker about as much as a small job's whole share of the API (measured: -22 %
+end-to-end throughput when every job sent two). An API process with stream
+clients announces it on the control fanout (:data:`WATCHING`, every
+``ANNOUNCE_EVERY_S``, valid ``ANNOUNCE_TTL_S``); every process that emits
+(:class:`LiveFeed`) listens and sends until the last announcement expires.
 
 :class:`LiveEvent` is the one shape a watcher receives; the API's stream also
 converts the durable events into it (:func:`from_job_event`).
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +42,13 @@ STARTED = "job.started"
 PROGRESS = "job.progress"
 LIVE_KINDS = (QUEUED, STARTED, PROGRESS)
 SEND_TIMEOUT_S = 1.0
+WATCHING = "watching"  # control action: {"action": "watching", "for_s": ...}
+ANNOUNCE_EVERY_S = 30.0
+ANNOUNCE_TTL_S = 90.0
+
+
+def watching_announcement() -> dict[str, object]:
+    return {"action": WATCHING, "for_s": ANNOUNCE_TTL_S}
 
 
 class Progress(BaseModel):
@@ -101,13 +115,33 @@ def from_job_event(body: bytes) -> LiveEvent | None:
 
 
 class LiveFeed:
-    """Publishes live events on its own confirm-less channel; never raises."""
+    """Publishes live events on its own confirm-less channel while someone watches;
+    never raises."""
 
     def __init__(self, connection: AbstractRobustConnection, topology: Topology) -> None:
         self._connection = connection
         self._exchange_name = live_exchange_name(topology.namespace)
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._watched_until = 0.0  # monotonic
+
+    @property
+    def watched(self) -> bool:
+        return time.monotonic() < self._watched_until
+
+    def watching_for(self, seconds: float) -> None:
+        """Someone watches: send live events for the next ``seconds``."""
+        self._watched_until = max(self._watched_until, time.monotonic() + min(seconds, 600.0))
+
+    def on_control(self, body: dict[str, Any]) -> bool:
+        """Handle a control message if it is a watching announcement."""
+        if body.get("action") != WATCHING:
+            return False
+        try:
+            self.watching_for(float(body["for_s"]))
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed watching announcement", body=str(body)[:200])
+        return True
 
     async def open(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=False)
@@ -118,6 +152,8 @@ class LiveFeed:
             await self._channel.close()
 
     async def emit(self, *events: LiveEvent) -> None:
+        if not events or not self.watched:
+            return
         exchange = self._exchange
         if exchange is None or self._channel is None or self._channel.is_closed:
             return

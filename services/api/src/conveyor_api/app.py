@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 
 from conveyor_api import problems
@@ -32,7 +31,7 @@ from conveyor_api.routes import (
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_api.statscache import StatsCache
-from conveyor_api.stream import StreamHub
+from conveyor_api.watching import open_live
 from conveyor_kernel import __version__
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.cancellations import Cancellations
@@ -41,7 +40,6 @@ from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
-from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
@@ -49,7 +47,7 @@ from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import retry_until_ready
 from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.store import JobStore, open_client
-from conveyor_kernel.topology import Topology, build_topology
+from conveyor_kernel.topology import build_topology
 
 log = get_logger(__name__)
 
@@ -80,27 +78,6 @@ def start_background(state: AppState) -> list[asyncio.Task[None]]:
             )
         )
     return tasks
-
-
-async def open_live(
-    settings: ApiSettings,
-    topology: Topology,
-    connection: AbstractRobustConnection,
-    metrics: ApiMetrics,
-) -> tuple[LiveFeed, StreamHub]:
-    """Live events out (job.queued) and the event stream's hub, which opens its own
-    consume connection when a first client watches."""
-    live_feed = LiveFeed(connection, topology)
-    await live_feed.open()
-    hub = StreamHub(
-        lambda: connect(settings.amqp_url, "conveyor-api events"),
-        topology,
-        buffer_size=settings.stream_buffer,
-        client_queue=settings.stream_client_queue,
-        linger_s=settings.stream_linger_s,
-        on_drop=metrics.stream_dropped.inc,
-    )
-    return live_feed, hub
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -136,7 +113,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         publisher = Publisher(connection, topology, settings.publish_timeout_s)
         await publisher.open()
         events = await Events.open(mongo, settings, publisher)
-        live_feed, hub = await open_live(settings, topology, connection, metrics)
+        live = await open_live(settings, topology, connection, publisher, metrics)
         submits = SubmitCommitter(store, outbox, publisher)
         submits.start()
         stats_cache = StatsCache(store, settings.stats_max_age_s, settings.stats_timeout_s)
@@ -161,8 +138,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             stats=stats_cache,
             keys=key_store,
             auth=Authenticator.of(settings, key_store),
-            live=live_feed,
-            stream=hub,
+            live=live.feed,
+            stream=live.hub,
         )
         background = start_background(app.state.conveyor)
         if settings.admin_key is None:
@@ -183,9 +160,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await submits.stop()
             await stats_cache.close()
             await app.state.conveyor.auth.close()
-            await hub.close()
+            await live.close()
             with contextlib.suppress(*BROKER_ERRORS):
-                await live_feed.close()
                 await publisher.close()
                 await connection.close()
             await mongo.close()

@@ -3,9 +3,10 @@
 One :class:`StreamHub` per API process. While at least one client watches (and
 ``linger_s`` after the last one leaves) it holds an exclusive, auto-delete queue
 bound to the durable events exchange (``job.*``: retrying, completed, failed,
-cancelled) and to the live exchange (queued, started, progress), on a consume
-connection of its own. Nothing is bound, and the broker drops live events at
-the exchange, when nobody watches: watching costs nothing until someone does.
+cancelled) and to the live exchange (queued, started, progress), on the API's
+consume connection, and announces that it watches (``announce``, see
+:mod:`conveyor_kernel.live`) so that workers and APIs send live events at all.
+Watching costs nothing until someone does.
 The queue is capped (``x-max-length``, oldest dropped) so a stalled API cannot
 pile events up in the broker.
 
@@ -35,7 +36,7 @@ from aio_pika.abc import (
 
 from conveyor_kernel.broker import BROKER_ERRORS
 from conveyor_kernel.errors import BrokerUnavailableError
-from conveyor_kernel.live import LIVE_KINDS, LiveEvent, from_job_event
+from conveyor_kernel.live import ANNOUNCE_EVERY_S, LIVE_KINDS, LiveEvent, from_job_event
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.topology import EVENTS_BINDING_KEY, Topology, live_exchange_name
 
@@ -76,16 +77,19 @@ class Subscriber:
 class StreamHub:
     def __init__(
         self,
-        connect: Callable[[], Awaitable[AbstractRobustConnection]],
+        connection: AbstractRobustConnection,
         topology: Topology,
+        announce: Callable[[], Awaitable[None]],
         *,
         buffer_size: int,
         client_queue: int,
         linger_s: float,
         on_drop: Callable[[], None] = lambda: None,
     ) -> None:
-        self._connect = connect
+        self._connection = connection
         self._topology = topology
+        self._announce = announce
+        self._announcer: asyncio.Task[None] | None = None
         self._client_queue = client_queue
         self._linger_s = linger_s
         self._on_drop = on_drop
@@ -94,7 +98,6 @@ class StreamHub:
         self._bound_at: int | None = None  # seq when the current binding began
         self._buffer: deque[Numbered] = deque(maxlen=buffer_size)
         self.subscribers: set[Subscriber] = set()
-        self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._lock = asyncio.Lock()
@@ -140,8 +143,6 @@ class StreamHub:
             if self._queue is not None:
                 return
             try:
-                if self._connection is None:
-                    self._connection = await self._connect()
                 channel = await self._connection.channel()
                 queue = await channel.declare_queue(
                     exclusive=True,
@@ -158,7 +159,14 @@ class StreamHub:
             channel.reopen_callbacks.add(self._on_reopen)
             self._channel, self._queue = channel, queue
             self._bound_at = self._seq
+            await self._announce()
+            self._announcer = asyncio.create_task(self._keep_announcing())
             log.info("event stream: watching", queue=queue.name)
+
+    async def _keep_announcing(self) -> None:
+        while True:
+            await asyncio.sleep(ANNOUNCE_EVERY_S)
+            await self._announce()
 
     def _on_reopen(self, *_: object) -> None:
         """The channel came back (a broker restart): events in between are unknown."""
@@ -177,6 +185,7 @@ class StreamHub:
             if self.subscribers or self._channel is None:
                 return
             channel, self._channel, self._queue = self._channel, None, None
+            self._stop_announcing()
             self._gap("events were not watched for a while")
             with contextlib.suppress(*BROKER_ERRORS):
                 await channel.close()
@@ -213,11 +222,15 @@ class StreamHub:
                 sub.queue.get_nowait()
             sub.queue.put_nowait(None)
 
+    def _stop_announcing(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+            self._announcer = None
+
     async def close(self) -> None:
         if self._unbind is not None:
             self._unbind.cancel()
+        self._stop_announcing()
         with contextlib.suppress(*BROKER_ERRORS):
             if self._channel is not None:
                 await self._channel.close()
-            if self._connection is not None:
-                await self._connection.close()

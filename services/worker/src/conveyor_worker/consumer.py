@@ -100,9 +100,12 @@ class JobConsumer:
             self._cancelled.discard(ctx.job_id)
 
     async def on_control(self, message: AbstractIncomingMessage) -> None:
-        """Control fanout (no ack needed): ``{"action": "cancel", "job_id": ...}``."""
+        """Control fanout (no ack needed): ``{"action": "cancel", "job_id": ...}``, or
+        a watching announcement (:mod:`conveyor_kernel.live`)."""
         try:
             body = json.loads(message.body)
+            if isinstance(body, dict) and self._live.on_control(body):
+                return
             action, job_id = body["action"], str(body["job_id"])
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed control message", body=message.body[:200])
@@ -182,7 +185,8 @@ class JobConsumer:
         task = asyncio.current_task()
         self._running[task] = ctx  # type: ignore[index]
         log.info("attempt started", number=run.attempt.number)
-        await self._live.emit(live.started(job, run.attempt.number, run.attempt.started_at))
+        if self._live.watched:
+            await self._live.emit(live.started(job, run.attempt.number, run.attempt.started_at))
         self._metrics.attempt_started(env)
         recorder = RunningRecorder(
             self._store, run.running, 0.0 if run.record_now else self._record_after_s

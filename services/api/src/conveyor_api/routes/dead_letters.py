@@ -159,7 +159,8 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     # again and look like a fresh dead letter to a concurrent redrive meanwhile.
     for written in redriven:
         await written.send()
-    await state.live.emit(*(live.queued(w.job) for w in redriven))
+    if state.live.watched:
+        await state.live.emit(*(live.queued(w.job) for w in redriven))
     return RedriveOut(redriven=[w.job.id for w in redriven], skipped=skipped)
 
 
