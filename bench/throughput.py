@@ -63,6 +63,14 @@ async def scrape_costs(urls: list[str]) -> list[dict[str, object]]:
     return costs
 
 
+async def watch(client: httpx.AsyncClient, events: list[int]) -> None:
+    """Read the event stream (counting events) until cancelled."""
+    async with client.stream("GET", "/v1/events/stream", timeout=None) as resp:
+        async for line in resp.aiter_lines():
+            if line.startswith("event: job."):
+                events.append(1)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=20_000)
@@ -84,6 +92,12 @@ async def main() -> None:
         "--submit-only",
         action="store_true",
         help="measure submission only; do not wait for the jobs to complete",
+    )
+    ap.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep one client on GET /v1/events/stream during the run (the cost of a "
+        "dashboard being open: live events are sent only while someone watches)",
     )
     add_server_args(ap)
     args = ap.parse_args()
@@ -151,6 +165,10 @@ async def main() -> None:
                     errors += size if code != 202 else 0
 
             batches = iter(range(0, args.jobs, args.batch or 1))
+            watched: list[int] = []
+            watcher = asyncio.create_task(watch(client, watched)) if args.watch else None
+            if watcher is not None:
+                await asyncio.sleep(1)  # subscribed and announced
 
             start = time.perf_counter()
             start_wall = time.time()
@@ -196,10 +214,14 @@ async def main() -> None:
             last = await jobs.find_one({"status": "completed"}, sort=[("finished_at", -1)])
             assert last is not None
             total_s = last["finished_at"].timestamp() - start_wall
+            if watcher is not None:
+                watcher.cancel()
+                print(f"  the watcher read {len(watched)} events", file=sys.stderr)
         result = {
             "mode": f"batch of {args.batch}" if args.batch else "single",
             "jobs": args.jobs,
             "accepted": accepted,
+            "watched": args.watch,
             "workers": args.workers,
             "worker_concurrency": args.worker_concurrency,
             "client_concurrency": args.client_concurrency,

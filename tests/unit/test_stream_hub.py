@@ -43,7 +43,8 @@ async def push(h: StreamHub, job_id: str, kind: str = "job.started") -> None:
     event = LiveEvent(
         kind=kind, job_id=job_id, job_type="echo", status=JobStatus.RUNNING, attempt=1, at=utcnow()
     )
-    await h._on_message(FakeMessage(event.model_dump_json().encode()))  # type: ignore[arg-type]
+    body = b"[" + event.model_dump_json().encode() + b"]"  # live events come in batches
+    await h._on_message(FakeMessage(body))  # type: ignore[arg-type]
 
 
 async def test_replay_after_last_event_id_with_filters() -> None:

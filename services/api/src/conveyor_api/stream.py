@@ -36,7 +36,13 @@ from aio_pika.abc import (
 
 from conveyor_kernel.broker import BROKER_ERRORS
 from conveyor_kernel.errors import BrokerUnavailableError
-from conveyor_kernel.live import ANNOUNCE_EVERY_S, LIVE_KINDS, LiveEvent, from_job_event
+from conveyor_kernel.live import (
+    ANNOUNCE_EVERY_S,
+    BATCH_ROUTING_KEY,
+    LiveEvent,
+    from_job_event,
+    parse_batch,
+)
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.topology import EVENTS_BINDING_KEY, Topology, live_exchange_name
 
@@ -150,9 +156,7 @@ class StreamHub:
                     arguments={"x-max-length": QUEUE_MAX_LENGTH, "x-overflow": "drop-head"},
                 )
                 await queue.bind(self._topology.events_exchange, EVENTS_BINDING_KEY)
-                live_x = live_exchange_name(self._topology.namespace)
-                for kind in LIVE_KINDS:
-                    await queue.bind(live_x, kind)
+                await queue.bind(live_exchange_name(self._topology.namespace), BATCH_ROUTING_KEY)
                 await queue.consume(self._on_message, no_ack=True)
             except BROKER_ERRORS as exc:
                 raise BrokerUnavailableError(f"event stream: {type(exc).__name__}") from exc
@@ -194,14 +198,13 @@ class StreamHub:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if message.exchange == self._topology.events_exchange:
             event = from_job_event(message.body)
+            events = [] if event is None else [event]
         else:
-            try:
-                event = LiveEvent.model_validate_json(message.body)
-            except ValueError:
-                log.warning("ignoring a malformed live event", body=message.body[:200])
-                event = None
-        if event is None:
-            return
+            events = parse_batch(message.body)
+        for each in events:
+            self._publish(each)
+
+    def _publish(self, event: LiveEvent) -> None:
         self._seq += 1
         numbered = Numbered(self._seq, event)
         self._buffer.append(numbered)

@@ -186,7 +186,7 @@ class JobConsumer:
         self._running[task] = ctx  # type: ignore[index]
         log.info("attempt started", number=run.attempt.number)
         if self._live.watched:
-            await self._live.emit(live.started(job, run.attempt.number, run.attempt.started_at))
+            self._live.emit(live.started(job, run.attempt.number, run.attempt.started_at))
         self._metrics.attempt_started(env)
         recorder = RunningRecorder(
             self._store, run.running, 0.0 if run.record_now else self._record_after_s

@@ -75,7 +75,7 @@ class ProgressReporter:
             log.warning("progress not recorded", error=str(exc))
             return
         self.writes += 1
-        await self._live.emit(
+        self._live.emit(
             LiveEvent(
                 kind=PROGRESS,
                 job_id=self._job.id,

@@ -160,7 +160,7 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     for written in redriven:
         await written.send()
     if state.live.watched:
-        await state.live.emit(*(live.queued(w.job) for w in redriven))
+        state.live.emit(*(live.queued(w.job) for w in redriven))
     return RedriveOut(redriven=[w.job.id for w in redriven], skipped=skipped)
 
 
