@@ -64,11 +64,19 @@ async def scrape_costs(urls: list[str]) -> list[dict[str, object]]:
 
 
 async def watch(client: httpx.AsyncClient, events: list[int]) -> None:
-    """Read the event stream (counting events) until cancelled."""
-    async with client.stream("GET", "/v1/events/stream", timeout=None) as resp:
-        async for line in resp.aiter_lines():
-            if line.startswith("event: job."):
-                events.append(1)
+    """Read the event stream (counting events, and ``dropped`` as -1) until
+    cancelled, reconnecting with Last-Event-ID like a dashboard would."""
+    last_id = None
+    while True:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        async with client.stream("GET", "/v1/events/stream", timeout=None, headers=headers) as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith("event: job."):
+                    events.append(1)
+                elif line.startswith("event: dropped"):
+                    events.append(-1)
+                elif line.startswith("id: "):
+                    last_id = line[4:]
 
 
 async def main() -> None:
@@ -216,7 +224,11 @@ async def main() -> None:
             total_s = last["finished_at"].timestamp() - start_wall
             if watcher is not None:
                 watcher.cancel()
-                print(f"  the watcher read {len(watched)} events", file=sys.stderr)
+                print(
+                    f"  the watcher read {watched.count(1)} events,"
+                    f" dropped {watched.count(-1)} times",
+                    file=sys.stderr,
+                )
         result = {
             "mode": f"batch of {args.batch}" if args.batch else "single",
             "jobs": args.jobs,
