@@ -242,3 +242,21 @@ def test_attempt_records_the_worker_session() -> None:
     decision = admit(job, job.envelope(), "w1", NOW, redelivered=False, session="w1.abcd")
     assert isinstance(decision, Run)
     assert decision.attempt.session == "w1.abcd"
+
+
+def test_finished_jobs_expire_after_their_retention_but_dead_letters_never() -> None:
+    job = new_job(max_retries=0, retention_s=60)
+    run = started(job)
+    done = finish(run.running, run.attempt, Outcome(AttemptOutcome.COMPLETED), NOW, rand=0)
+    assert done is not None
+    assert done.job.expires_at == NOW + timedelta(seconds=60)
+    failed = finish(run.running, run.attempt, Outcome(AttemptOutcome.FAILED), NOW, rand=0)
+    assert failed is not None
+    assert failed.job.status is JobStatus.FAILED
+    assert failed.job.expires_at is None  # a dead letter stays until redriven or purged
+    assert redrive(failed.job, NOW).job.expires_at is None
+    assert cancel(job, NOW).job.expires_at == NOW + timedelta(seconds=60)
+    defaults = Job.from_submission(
+        JobSubmission(type="echo"), default_timeout_s=30, retention_s=5, failed_retention_s=9
+    )
+    assert (defaults.retention_s, defaults.failed_retention_s) == (5, 9)

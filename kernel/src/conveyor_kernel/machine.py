@@ -232,6 +232,7 @@ def finish(
             "result": outcome.result,
             "error": None,
             "finished_at": now,
+            "expires_at": now + timedelta(seconds=current.retention_s),
         }
         return Transition(current.model_copy(update=update))
     if outcome.outcome is AttemptOutcome.CANCELLED:
@@ -264,6 +265,7 @@ def _fail(job: Job, now: datetime, error: str | None, reason: str) -> Transition
             "finished_at": now,
             "updated_at": now,
             "dead_letter": DeadLetter(reason=reason, at=now),
+            "expires_at": None,  # a dead letter stays until redriven or purged
         }
     )
     return Transition(failed, park=True)
@@ -284,6 +286,7 @@ def cancel(job: Job, now: datetime) -> Transition:
                 "cancel_requested_at": job.cancel_requested_at or now,
                 "next_attempt_at": None,
                 "error": "cancelled by request",
+                "expires_at": now + timedelta(seconds=job.retention_s),
             }
         )
     )
@@ -307,6 +310,7 @@ def redrive(job: Job, now: datetime) -> Transition:
             "next_attempt": job.next_attempt + 1,
             "budget_from": len(job.attempts),
             "updated_at": now,
+            "expires_at": None,
         }
     )
     return Transition(fresh, publish=True)

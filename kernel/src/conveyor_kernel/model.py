@@ -21,6 +21,9 @@ MIN_PRIORITY = 1
 MAX_PRIORITY = 10
 ENVELOPE_VERSION: Literal[1] = 1
 MAX_SCHEDULE_S = 366 * 86400
+MAX_RETENTION_S = 366 * 86400.0
+DEFAULT_RETENTION_S = 7 * 86400.0
+DEFAULT_FAILED_RETENTION_S = 30 * 86400.0
 
 
 def utcnow() -> datetime:
@@ -130,6 +133,13 @@ class JobSubmission(BaseModel):
     notify: NotifySpec | None = Field(
         default=None, description="Webhook and/or email to notify on job events"
     )
+    retention_s: float | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_S,
+        description="Keep the finished job (and its deliveries) this long, then delete it "
+        "(default: CONVEYOR_JOB_RETENTION_S, or CONVEYOR_FAILED_JOB_RETENTION_S if it fails)",
+    )
 
     @field_validator("backoff")
     @classmethod
@@ -221,6 +231,18 @@ class Job(BaseModel):
     cancel_requested_at: datetime | None = None
     dead_letter: DeadLetter | None = None
     progress: JobProgress | None = None
+    retention_s: float = Field(
+        default=DEFAULT_RETENTION_S, description="How long a completed or cancelled job is kept"
+    )
+    failed_retention_s: float = Field(
+        default=DEFAULT_FAILED_RETENTION_S,
+        description="How long a failed job is kept once not a dead letter",
+    )
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When the finished job is deleted (never while it waits, runs or is a "
+        "dead letter)",
+    )
     budget_from: int = Field(default=0, description="Attempts before this index are forgiven")
     retry_of: str | None = None
     notify: NotifySpec | None = None
@@ -238,10 +260,15 @@ class Job(BaseModel):
         default_timeout_s: float,
         retry_of: str | None = None,
         job_id: str | None = None,
+        retention_s: float | None = None,
+        failed_retention_s: float | None = None,
     ) -> Job:
         now = utcnow()
         due = sub.due_at(now)
+        keep = sub.retention_s
         return cls(
+            retention_s=keep or retention_s or DEFAULT_RETENTION_S,
+            failed_retention_s=keep or failed_retention_s or DEFAULT_FAILED_RETENTION_S,
             id=job_id or new_job_id(),
             status=JobStatus.SCHEDULED if due else JobStatus.QUEUED,
             next_attempt_at=due,

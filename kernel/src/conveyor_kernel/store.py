@@ -66,14 +66,14 @@ async def create_missing_indexes(
             await col.create_indexes(missing)
 
 
-async def ensure_ttl_index(col: AsyncCollection[Document], field: str) -> None:
-    """A TTL index on ``field`` (documents go once it is past). Servers without TTL
-    support (FerretDB v1) get a plain index; callers treat expired documents as
-    absent, so correctness never depends on the TTL monitor."""
+async def ensure_ttl_index(col: AsyncCollection[Document], field: str, *, after_s: int = 0) -> None:
+    """A TTL index on ``field`` (documents go ``after_s`` after it). Servers without
+    TTL support (FerretDB v1) get a plain index; callers treat expired documents as
+    absent or sweep them, so correctness never depends on the TTL monitor."""
     name = f"{field}_ttl"
     try:
         await create_missing_indexes(
-            col, [pymongo.IndexModel(field, name=name, expireAfterSeconds=0)]
+            col, [pymongo.IndexModel(field, name=name, expireAfterSeconds=after_s)]
         )
     except StoreUnavailableError as exc:
         cause = exc.__cause__
@@ -278,12 +278,16 @@ class JobStore:
             )
         return result.deleted_count
 
-    async def clear_dead_letters(self) -> int:
-        """Drop every job from the dead-letter list (the jobs stay ``failed``)."""
+    async def clear_dead_letters(self, expires_at: datetime) -> int:
+        """Drop every job from the dead-letter list (the jobs stay ``failed``, and are
+        deleted at ``expires_at``)."""
         async with store_errors():
             result = await self._jobs.update_many(
                 {"dead_letter": {"$ne": None}},
-                {"$set": {"dead_letter": None, "updated_at": utcnow()}, "$inc": {"rev": 1}},
+                {
+                    "$set": {"dead_letter": None, "updated_at": utcnow(), "expires_at": expires_at},
+                    "$inc": {"rev": 1},
+                },
             )
         return result.modified_count
 

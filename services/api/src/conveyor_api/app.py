@@ -44,6 +44,7 @@ from conveyor_kernel.logs import get_logger
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
+from conveyor_kernel.retention import Retention, run_sweeper
 from conveyor_kernel.runtime import retry_until_ready
 from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.store import JobStore, open_client
@@ -52,8 +53,8 @@ from conveyor_kernel.topology import build_topology
 log = get_logger(__name__)
 
 
-def start_background(state: AppState) -> list[asyncio.Task[None]]:
-    """The outbox relay, and the queue gauges' poller if enabled."""
+def start_background(state: AppState, retention: Retention) -> list[asyncio.Task[None]]:
+    """The outbox relay, the retention sweep and the queue gauges' poller if enabled."""
     settings = state.settings
     tasks = [
         asyncio.create_task(
@@ -66,6 +67,9 @@ def start_background(state: AppState) -> list[asyncio.Task[None]]:
             )
         )
     ]
+    if settings.retention_sweep_s:
+        sweep = run_sweeper(retention, settings.retention_sweep_s, settings.retention_sweep_batch)
+        tasks.append(asyncio.create_task(sweep))
     if settings.queue_metrics_interval_s:
         tasks.append(
             asyncio.create_task(
@@ -96,8 +100,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         deliveries = DeliveryStore(mongo, settings.mongodb_db)
         cancellations = Cancellations(mongo, settings.mongodb_db)
         key_store = KeyStore(mongo, settings.mongodb_db)
+        retention = Retention(mongo, settings.mongodb_db)
         for collection in (
             key_store,
+            retention,
             store,
             outbox,
             idempotency,
@@ -141,7 +147,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             live=live.feed,
             stream=live.hub,
         )
-        background = start_background(app.state.conveyor)
+        background = start_background(app.state.conveyor, retention)
         if settings.admin_key is None:
             log.warning(
                 "CONVEYOR_ADMIN_KEY is not set: only stored API keys are accepted "

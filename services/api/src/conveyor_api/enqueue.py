@@ -86,7 +86,12 @@ async def enqueue(
     timeout = state.settings.default_job_timeout_s
     jobs = [
         Job.from_submission(
-            s, default_timeout_s=timeout, retry_of=retry_of, job_id=ids[i] if ids else None
+            s,
+            default_timeout_s=timeout,
+            retry_of=retry_of,
+            job_id=ids[i] if ids else None,
+            retention_s=state.settings.job_retention_s,
+            failed_retention_s=state.settings.failed_job_retention_s,
         )
         for i, s in enumerate(subs)
     ]

@@ -31,6 +31,9 @@ class JobOut(BaseModel):
     cancel_requested_at: datetime | None = None
     retry_of: str | None = None
     notify: NotifySpec | None = None
+    expires_at: datetime | None = Field(
+        default=None, description="When the finished job will be deleted (retention)"
+    )
     progress: JobProgress | None = Field(
         default=None, description="The handler's last ctx.progress report (fraction 0..1)"
     )

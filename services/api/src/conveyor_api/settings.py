@@ -83,6 +83,27 @@ class ApiSettings(ConveyorSettings):
         description="How long the API keeps watching events after its last stream client "
         "left (a client reconnecting within it resumes without a resync)",
     )
+    job_retention_s: float = Field(
+        default=7 * 86400.0,
+        ge=1,
+        description="Completed and cancelled jobs (and their deliveries) are deleted this "
+        "long after they finish (per job: retention_s)",
+    )
+    failed_job_retention_s: float = Field(
+        default=30 * 86400.0,
+        ge=1,
+        description="Failed jobs are deleted this long after they fail, counted from the "
+        "purge for dead letters (which are kept until redriven or purged)",
+    )
+    retention_sweep_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the API deletes expired jobs (0: never; a MongoDB TTL index "
+        "still removes them a day late, without their deliveries)",
+    )
+    retention_sweep_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Expired jobs deleted per sweep at most"
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")
 
     @field_validator("admin_key", mode="before")

@@ -51,6 +51,7 @@ from conveyor_worker.running import RunningRecorder
 log = get_logger(__name__)
 
 STORE_BACKOFF_S = 1.0
+UNEXPECTED_BACKOFF_S = 5.0
 
 
 class JobConsumer:
@@ -151,6 +152,13 @@ class JobConsumer:
         except DocumentRefusedError as exc:  # requeueing would loop forever: park it
             log.exception("the store refuses this job's documents; parking it", error=str(exc))
             await settle(message.reject(requeue=False))
+        except Exception:
+            # A bug, not an outage: requeue after a pause rather than hold the message
+            # (and its prefetch slot) unacked until the worker dies.
+            log.exception("unexpected error handling a message; requeueing it")
+            self._metrics.unexpected.inc()
+            await asyncio.sleep(UNEXPECTED_BACKOFF_S)
+            await settle(message.nack(requeue=True))
 
     async def _process(self, message: AbstractIncomingMessage, env: JobEnvelope) -> None:
         if env.not_before is not None:

@@ -60,6 +60,11 @@ class WorkerMetrics:
             "Job messages being handled by this process",
             registry=r,
         )
+        self.unexpected = Counter(
+            "conveyor_worker_message_errors_total",
+            "Messages requeued after an unexpected error (a bug: see the logs)",
+            registry=r,
+        )
         self.skipped = Counter(
             "conveyor_worker_messages_skipped_total",
             "Messages acked without running (duplicates, stale attempts, deleted jobs)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -171,7 +171,8 @@ async def purge(
     """Forget every dead letter (the jobs stay, ``failed``) and empty the parking lot."""
     if not confirm:
         raise ApiError(400, "confirmation_required", "purging needs ?confirm=true")
-    purged_jobs = await state.store.clear_dead_letters()
+    expires_at = utcnow() + timedelta(seconds=state.settings.failed_job_retention_s)
+    purged_jobs = await state.store.clear_dead_letters(expires_at)
     purged_messages = 0
     try:
         async with asyncio.timeout(state.settings.publish_timeout_s):
