@@ -245,6 +245,7 @@ class Job(BaseModel):
     )
     budget_from: int = Field(default=0, description="Attempts before this index are forgiven")
     retry_of: str | None = None
+    schedule_id: str | None = Field(default=None, description="The schedule that created it")
     notify: NotifySpec | None = None
     emitted: list[str] = Field(
         default_factory=list, description="Ids of the events its transitions produced"
@@ -262,6 +263,7 @@ class Job(BaseModel):
         job_id: str | None = None,
         retention_s: float | None = None,
         failed_retention_s: float | None = None,
+        schedule_id: str | None = None,
     ) -> Job:
         now = utcnow()
         due = sub.due_at(now)
@@ -282,6 +284,7 @@ class Job(BaseModel):
             created_at=now,
             updated_at=now,
             retry_of=retry_of,
+            schedule_id=schedule_id,
         )
 
     def to_document(self) -> dict[str, Any]:

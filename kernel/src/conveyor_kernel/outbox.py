@@ -118,7 +118,9 @@ async def relay_once(
             job = await store.get(entry["job_id"])
             if job is None or job.status.finished or job.next_attempt != entry["attempt"]:
                 continue  # nothing left to send
-            await publisher.publish_job(job.envelope())
+            # Without the snapshot: the worker reads the job, so if the first message
+            # did get through and its attempt runs, this copy is skipped.
+            await publisher.publish_job(job.envelope().model_copy(update={"job": None}))
             published += 1
             log.info(
                 "outbox: re-sent a stranded message",

@@ -227,6 +227,11 @@ class JobStore:
                     [("type", 1), ("created_at", pymongo.DESCENDING), ("_id", -1)],
                     name="type_created_desc",
                 ),
+                pymongo.IndexModel(
+                    [("schedule_id", 1), ("created_at", pymongo.DESCENDING), ("_id", -1)],
+                    name="schedule_created_desc",
+                    sparse=True,
+                ),
             ],
         )
 
@@ -306,6 +311,7 @@ class JobStore:
         *,
         status: JobStatus | None = None,
         job_type: str | None = None,
+        schedule_id: str | None = None,
         dead_lettered: bool = False,
         limit: int = 50,
         cursor: str | None = None,
@@ -316,6 +322,8 @@ class JobStore:
             query["status"] = status.value
         if job_type is not None:
             query["type"] = job_type
+        if schedule_id is not None:
+            query["schedule_id"] = schedule_id
         if dead_lettered:
             query["dead_letter"] = {"$ne": None}
         if cursor:

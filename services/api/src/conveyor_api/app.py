@@ -28,6 +28,11 @@ from conveyor_api.routes import (
 from conveyor_api.routes import (
     events as events_routes,
 )
+from conveyor_api.routes import (
+    schedules as schedule_routes,
+)
+from conveyor_api.scheduler import run_scheduler
+from conveyor_api.schedules import ScheduleStore
 from conveyor_api.settings import ApiSettings
 from conveyor_api.state import AppState
 from conveyor_api.statscache import StatsCache
@@ -70,6 +75,8 @@ def start_background(state: AppState, retention: Retention) -> list[asyncio.Task
     if settings.retention_sweep_s:
         sweep = run_sweeper(retention, settings.retention_sweep_s, settings.retention_sweep_batch)
         tasks.append(asyncio.create_task(sweep))
+    if settings.scheduler_interval_s:
+        tasks.append(asyncio.create_task(run_scheduler(state, settings.scheduler_interval_s)))
     if settings.queue_metrics_interval_s:
         tasks.append(
             asyncio.create_task(
@@ -101,9 +108,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         cancellations = Cancellations(mongo, settings.mongodb_db)
         key_store = KeyStore(mongo, settings.mongodb_db)
         retention = Retention(mongo, settings.mongodb_db)
+        schedules = ScheduleStore(mongo, settings.mongodb_db)
         for collection in (
             key_store,
             retention,
+            schedules,
             store,
             outbox,
             idempotency,
@@ -146,6 +155,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             auth=Authenticator.of(settings, key_store),
             live=live.feed,
             stream=live.hub,
+            schedules=schedules,
         )
         background = start_background(app.state.conveyor, retention)
         if settings.admin_key is None:
@@ -190,7 +200,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
 def install_routes(app: FastAPI, settings: ApiSettings, metrics: ApiMetrics) -> None:
     """Routes, error handlers and middleware (outermost last)."""
     problems.install(app)
-    for routes in (batch, jobs, stats, dead_letters, webhooks, keys, events_routes, health):
+    for routes in (
+        batch,
+        jobs,
+        schedule_routes,
+        stats,
+        dead_letters,
+        webhooks,
+        keys,
+        events_routes,
+        health,
+    ):
         app.include_router(routes.router)
     ui.install(app)
     app.add_middleware(

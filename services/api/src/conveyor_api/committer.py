@@ -7,9 +7,11 @@ pipelined round of confirmed publishes. There is no timer: a flush starts as
 soon as a slot is free, so an idle API adds no latency, and under load the
 batches grow by themselves while the previous flush is in flight.
 
-Each request stays all or nothing: if any of its messages is not confirmed,
-its jobs are deleted and it fails with ``BrokerUnavailableError`` (503); the
-other requests of the same flush are unaffected.
+A request is accepted once its jobs and their outbox group are stored: a
+message the broker did not confirm is sent by the outbox relay later (the
+commit point is the store write, as in any transactional outbox). Before that
+point a request fails whole (503 or 422) and leaves nothing behind: a store
+refusal or outage deletes what was written.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dataclasses import dataclass, field
 
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.errors import (
-    BrokerUnavailableError,
     DocumentRefusedError,
     StoreUnavailableError,
 )
@@ -128,24 +129,37 @@ class SubmitCommitter:
         except StoreUnavailableError:
             await self._compensate(jobs, group)
             raise
-        results = iter(await publish_all(self._publisher, jobs))
-        refused: list[Job] = []
-        for request in batch:
-            errors = [e for e in (next(results) for _ in request.jobs) if e is not None]
-            if errors:
-                refused.extend(request.jobs)
-                request.done.set_exception(
-                    BrokerUnavailableError(
-                        f"{len(errors)} of {len(request.jobs)} messages not confirmed: {errors[0]}"
-                    )
-                )
-        if refused:
-            await self._compensate(refused, group)
+        # Stored with their outbox group: accepted. A message the broker did not
+        # confirm may still have got through (a lost confirm) and be running from
+        # its snapshot, so its job is never taken back: the relay sends the
+        # unconfirmed ones once the grace period is over.
+        results = await publish_all(self._publisher, jobs)
+        unconfirmed = [job for job, error in zip(jobs, results, strict=True) if error]
+        if unconfirmed:
+            first = next(e for e in results if e is not None)
+            log.warning(
+                "messages not confirmed; the outbox relay will send them",
+                count=len(unconfirmed),
+                of=len(jobs),
+                error=str(first),
+            )
+            await self._narrow(group, unconfirmed)
         else:
             await forget_group(self._outbox, group)
         for request in batch:
             if not request.done.done():
                 request.done.set_result(None)
+
+    async def _narrow(self, group: str, unconfirmed: list[Job]) -> None:
+        """Leave only the unconfirmed jobs to the relay (a confirmed message sent
+        again could run its job twice). If the store is away too, the whole group
+        stays: the relay skips jobs that have moved on."""
+        try:
+            await self._outbox.add_jobs(unconfirmed)
+        except StoreUnavailableError:
+            log.warning("outbox not narrowed; the relay re-sends the whole group", group=group)
+            return
+        await forget_group(self._outbox, group)
 
     async def _compensate(self, jobs: list[Job], group: str) -> None:
         """Delete never-started jobs of failed requests; a message that did get

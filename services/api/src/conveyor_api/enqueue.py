@@ -72,6 +72,7 @@ async def enqueue(
     subs: list[JobSubmission],
     retry_of: str | None = None,
     ids: list[str] | None = None,
+    schedule_id: str | None = None,
 ) -> list[Job]:
     """All or nothing: every job is stored and confirmed by the broker, or none is kept.
 
@@ -92,6 +93,7 @@ async def enqueue(
             job_id=ids[i] if ids else None,
             retention_s=state.settings.job_retention_s,
             failed_retention_s=state.settings.failed_job_retention_s,
+            schedule_id=schedule_id,
         )
         for i, s in enumerate(subs)
     ]
@@ -105,7 +107,12 @@ async def enqueue(
 
 
 async def enqueue_once(
-    state: AppState, subs: list[JobSubmission], key: str | None, body: object
+    state: AppState,
+    subs: list[JobSubmission],
+    key: str | None,
+    body: object,
+    *,
+    schedule_id: str | None = None,
 ) -> tuple[list[Job], bool]:
     """:func:`enqueue` behind an ``Idempotency-Key``; returns ``(jobs, replayed)``.
 
@@ -113,7 +120,7 @@ async def enqueue_once(
     and another body, or the first request still running: 409.
     """
     if key is None:
-        return await enqueue(state, subs), False
+        return await enqueue(state, subs, schedule_id=schedule_id), False
     planned = [new_job_id() for _ in subs]
     claim = await state.idempotency.claim(key, fingerprint(body), planned)
     if isinstance(claim, Conflict):
@@ -140,9 +147,9 @@ async def enqueue_once(
         return found, True
     try:
         if claim.taken_over:
-            jobs = await enqueue_missing(state, subs, claim.job_ids)
+            jobs = await enqueue_missing(state, subs, claim.job_ids, schedule_id)
         else:
-            jobs = await enqueue(state, subs, ids=claim.job_ids)
+            jobs = await enqueue(state, subs, ids=claim.job_ids, schedule_id=schedule_id)
     except BaseException:
         await state.idempotency.release(key)
         raise
@@ -150,13 +157,20 @@ async def enqueue_once(
     return jobs, False
 
 
-async def enqueue_missing(state: AppState, subs: list[JobSubmission], ids: list[str]) -> list[Job]:
+async def enqueue_missing(
+    state: AppState, subs: list[JobSubmission], ids: list[str], schedule_id: str | None = None
+) -> list[Job]:
     """A taken-over key: the jobs its dead request stored stand (the outbox
     publishes them); only the missing ones are submitted, with the planned ids."""
     stored = {job_id: await state.store.get(job_id) for job_id in ids}
     missing = [i for i, job_id in enumerate(ids) if stored[job_id] is None]
     if missing:
-        fresh = await enqueue(state, [subs[i] for i in missing], ids=[ids[i] for i in missing])
+        fresh = await enqueue(
+            state,
+            [subs[i] for i in missing],
+            ids=[ids[i] for i in missing],
+            schedule_id=schedule_id,
+        )
         stored |= {job.id: job for job in fresh}
     log.info("idempotency key taken over", found=len(ids) - len(missing), submitted=len(missing))
     return [job for job_id in ids if (job := stored[job_id]) is not None]

@@ -30,6 +30,7 @@ class JobOut(BaseModel):
     next_attempt_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     retry_of: str | None = None
+    schedule_id: str | None = None
     notify: NotifySpec | None = None
     expires_at: datetime | None = Field(
         default=None, description="When the finished job will be deleted (retention)"

@@ -104,6 +104,12 @@ class ApiSettings(ConveyorSettings):
     retention_sweep_batch: int = Field(
         default=500, ge=1, le=10_000, description="Expired jobs deleted per sweep at most"
     )
+    scheduler_interval_s: float = Field(
+        default=1.0, ge=0, description="How often each API fires due schedules (0: never)"
+    )
+    max_schedules: int = Field(
+        default=1000, ge=1, le=100_000, description="Cron schedules at most (409 above)"
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Per-check /readyz budget")
 
     @field_validator("admin_key", mode="before")

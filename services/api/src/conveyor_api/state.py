@@ -12,6 +12,7 @@ from conveyor_api.auth import Authenticator
 from conveyor_api.committer import SubmitCommitter
 from conveyor_api.keys import KeyStore
 from conveyor_api.metrics import ApiMetrics
+from conveyor_api.schedules import ScheduleStore
 from conveyor_api.settings import ApiSettings
 from conveyor_api.statscache import StatsCache
 from conveyor_api.stream import StreamHub
@@ -52,6 +53,7 @@ class AppState:
     auth: Authenticator
     live: LiveFeed
     stream: StreamHub
+    schedules: ScheduleStore
 
 
 async def get_state(request: Request) -> AppState:

@@ -76,13 +76,17 @@ async def get_job(job_id: str, state: State) -> JobOut:
 @router.get("/jobs", dependencies=[Read])
 async def list_jobs(
     state: State,
+    *,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", pattern=JOB_TYPE_PATTERN)] = None,
+    schedule_id: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9a-f]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
     """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
-    page = await state.store.list(status=status_, job_type=type_, limit=limit, cursor=cursor)
+    page = await state.store.list(
+        status=status_, job_type=type_, schedule_id=schedule_id, limit=limit, cursor=cursor
+    )
     return JobPage(items=[JobOut.of(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
