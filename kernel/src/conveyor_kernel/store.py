@@ -80,7 +80,7 @@ async def ensure_ttl_index(col: AsyncCollection[Document], field: str, *, after_
         if not isinstance(cause, OperationFailure) or cause.code != NOT_IMPLEMENTED:
             raise
         log.warning(
-            "server lacks TTL indexes; expired documents stay until overwritten",
+            "server lacks TTL indexes; a plain index instead (expiry does not depend on it)",
             collection=col.name,
         )
         await create_missing_indexes(col, [pymongo.IndexModel(field, name=name)])
