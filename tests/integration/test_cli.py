@@ -150,7 +150,7 @@ async def test_watch_json_receives_the_events_of_new_jobs(stack: Stack) -> None:
         completed = [e for e in events if e["event"] == "job.completed"]
         assert all(e["status"] == "completed" and e["at"] for e in completed)
         watch.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(watch.wait(), 15) == 130
+        assert await asyncio.wait_for(watch.wait(), 30) == 130
     finally:
         if watch.returncode is None:
             watch.kill()

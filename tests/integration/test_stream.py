@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -49,23 +51,51 @@ async def open_stream(
     return cm, source
 
 
+async def pump(events: AsyncIterator[ServerSentEvent], into: list[ServerSentEvent]) -> None:
+    async for sse in events:
+        into.append(sse)
+
+
+async def until(seen: list[ServerSentEvent], holds: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not holds(seen):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def test_every_transition_of_a_job_arrives_in_order(stack: Stack) -> None:
     client = await stack.start_api()
     await stack.start_worker()
     cm, source = await open_stream(client)
+    seen: list[ServerSentEvent] = []
+    reader = asyncio.create_task(pump(source.aiter_sse(), seen))
     try:
-        events = source.aiter_sse()
+        # Workers send live events once a watcher's fanout announcement reaches
+        # them, a few ms after the stream opens: probe until a job.started arrives.
+        for _ in range(10):
+            probe = await stack.submit("echo")
+            if await until(seen, lambda s, p=probe: "job.started" in kinds(s, p["id"]), 3):
+                break
+        else:
+            raise AssertionError("live events never flowed")
         job = await stack.submit("fail", max_retries=1)
         # Live events leave in 100 ms batches and may trail the durable ones.
-        seen = await collect(events, lambda s: len(kinds(s, job["id"])) == 5)
+        assert await until(seen, lambda s: len(kinds(s, job["id"])) == 5, 30), seen
     finally:
+        reader.cancel()
         await cm.__aexit__(None, None, None)
-    # Each process sends its events in order; the API's job.queued and the worker's
-    # job.started may cross by a few milliseconds, and ``at`` orders them.
+    # Each process sends its events in order, but the API's, the worker's durable
+    # and its batched live events may cross; (attempt, step) orders them, and their
+    # ``at`` (millisecond precision) agrees with that order.
+    step = {"job.queued": 0, "job.started": 1, "job.retrying": 2, "job.completed": 2}
     by_time = sorted(
         (s for s in seen if s.event.startswith("job.") and s.json()["job_id"] == job["id"]),
-        key=lambda s: s.json()["at"],
+        key=lambda s: (s.json()["attempt"], step[s.event]),
     )
+    ats = [datetime.fromisoformat(s.json()["at"]) for s in by_time]
+    assert ats == sorted(ats)
     assert [s.event for s in by_time] == [
         "job.queued",
         "job.started",

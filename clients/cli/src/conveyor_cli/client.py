@@ -9,6 +9,7 @@ authentication or permission (401/403), 4 not found (404), 5 API unavailable
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ EXIT_AUTH = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
 EXIT_INTERRUPTED = 130
+CLOSE_TIMEOUT_S = 2.0
 
 RATE_LIMIT_RETRIES = 3
 RATE_LIMIT_MAX_WAIT_S = 10.0
@@ -126,7 +128,10 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
+        # Bounded: an open event stream must not hold up an exit (Ctrl-C included).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.http.aclose()
 
     async def request(
         self,

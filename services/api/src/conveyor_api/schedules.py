@@ -127,7 +127,7 @@ class LastRun(BaseModel):
 
 
 class Schedule(BaseModel):
-    """Stored with ``_id``; the API shows ``id`` (routes set ``response_model_by_alias``)."""
+    """As stored (``_id``); the API shows :class:`ScheduleOut`."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -146,6 +146,26 @@ class Schedule(BaseModel):
     def to_document(self) -> Document:
         doc = self.model_dump(mode="python", exclude={"id"})
         return doc | {"_id": self.id, "job": self.job.model_dump(mode="json", exclude_none=True)}
+
+
+class ScheduleOut(BaseModel):
+    """A schedule as the API shows it."""
+
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    job: JobSubmission
+    enabled: bool
+    catch_up: CatchUp
+    next_run_at: datetime | None
+    last_run: LastRun | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleOut:
+        return cls.model_validate(schedule.model_dump())
 
 
 class ScheduleStore:

@@ -13,6 +13,7 @@ from conveyor_api.schedules import (
     SCHEDULED_RUN_AT,
     Schedule,
     ScheduleIn,
+    ScheduleOut,
     SchedulePatch,
     next_fire,
 )
@@ -39,9 +40,8 @@ async def _get(state: AppState, schedule_id: str) -> Schedule:
     status_code=status.HTTP_201_CREATED,
     responses={409: {"description": "Too many schedules"}, **ERRORS},
     dependencies=[Write],
-    response_model_by_alias=False,
 )
-async def create_schedule(body: ScheduleIn, state: State) -> Schedule:
+async def create_schedule(body: ScheduleIn, state: State) -> ScheduleOut:
     """A job (``job``, a submission) at every fire time of ``cron`` in ``timezone``.
 
     Exactly one job per fire time, whatever the number of API replicas; its jobs
@@ -52,31 +52,31 @@ async def create_schedule(body: ScheduleIn, state: State) -> Schedule:
         raise ApiError(
             409, "too_many_schedules", f"at most {state.settings.max_schedules} schedules"
         )
-    return await state.schedules.create(body)
+    return ScheduleOut.of(await state.schedules.create(body))
 
 
-@router.get("/schedules", dependencies=[Read], response_model_by_alias=False)
-async def list_schedules(state: State) -> list[Schedule]:
-    return await state.schedules.every(limit=state.settings.max_schedules)
+@router.get("/schedules", dependencies=[Read])
+async def list_schedules(state: State) -> list[ScheduleOut]:
+    return [
+        ScheduleOut.of(s) for s in await state.schedules.every(limit=state.settings.max_schedules)
+    ]
 
 
 @router.get(
     "/schedules/{schedule_id}",
     responses=ERRORS,
     dependencies=[Read],
-    response_model_by_alias=False,
 )
-async def get_schedule(schedule_id: str, state: State) -> Schedule:
-    return await _get(state, schedule_id)
+async def get_schedule(schedule_id: str, state: State) -> ScheduleOut:
+    return ScheduleOut.of(await _get(state, schedule_id))
 
 
 @router.patch(
     "/schedules/{schedule_id}",
     responses=ERRORS,
     dependencies=[Write],
-    response_model_by_alias=False,
 )
-async def update_schedule(schedule_id: str, body: SchedulePatch, state: State) -> Schedule:
+async def update_schedule(schedule_id: str, body: SchedulePatch, state: State) -> ScheduleOut:
     """Change any field; the next fire time is recomputed from now."""
     current = await _get(state, schedule_id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -92,7 +92,7 @@ async def update_schedule(schedule_id: str, body: SchedulePatch, state: State) -
     updated = await state.schedules.update(schedule_id, changes)
     if updated is None:
         raise ApiError(404, "schedule_not_found", f"no schedule with id {schedule_id!r}")
-    return updated
+    return ScheduleOut.of(updated)
 
 
 @router.delete(
