@@ -38,6 +38,12 @@ def cli_env(url: str, key: str | None = ADMIN_KEY) -> dict[str, str]:
     return env
 
 
+def _interactive_sigint() -> None:
+    """Ctrl-C as on a terminal: a suite started in the background (``cmd &``) runs
+    with SIGINT ignored, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def spawn(url: str, *args: str, key: str | None = ADMIN_KEY) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -48,6 +54,7 @@ async def spawn(url: str, *args: str, key: str | None = ADMIN_KEY) -> asyncio.su
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_interactive_sigint,
     )
 
 
