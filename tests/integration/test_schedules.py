@@ -103,12 +103,15 @@ async def test_disabled_schedules_fire_nothing_and_downtime_follows_catch_up(
     stack: Stack, mongo: AsyncMongoClient[Document], namespace: str
 ) -> None:
     await stack.start_api(**FAST)
+    # Hourly at a minute 30 min away from now: no fire time is ever within the 60 s
+    # grace while the test runs, so every due one was missed.
+    hourly = f"{(utcnow().minute + 30) % 60} * * * *"
     off = await create(stack, enabled=False)
-    skip = await create(stack, cron="*/10 * * * *", catch_up="none")
-    latest = await create(stack, cron="*/10 * * * *", catch_up="latest")
-    # Nothing ran for an hour: six fire times of each were missed.
+    skip = await create(stack, cron=hourly, catch_up="none")
+    latest = await create(stack, cron=hourly, catch_up="latest")
+    # Nothing ran for two hours: fire times of each were missed.
     for s in (off, skip, latest):
-        await due_in_the_past(mongo, namespace, s["id"], timedelta(hours=1))
+        await due_in_the_past(mongo, namespace, s["id"], timedelta(hours=2))
     await mongo[f"conveyor_{namespace}"]["schedules"].update_one(
         {"_id": off["id"]}, {"$set": {"enabled": False}}
     )
