@@ -32,6 +32,7 @@ from conveyor_kernel.topology import (
     delay_routing_key,
     delay_tier,
 )
+from conveyor_kernel.tracing import TRACEPARENT, current_traceparent
 
 log = get_logger(__name__)
 
@@ -101,10 +102,11 @@ class Publisher:
             and not self._channel.is_closed
         )
 
-    async def publish_job(self, envelope: JobEnvelope) -> None:
-        """To the work queue, or through a delay tier if ``not_before`` is a second off."""
+    async def publish_job(self, envelope: JobEnvelope, trace: str | None = None) -> None:
+        """To the work queue, or through a delay tier if ``not_before`` is a second off.
+        ``trace``: the job's ``traceparent`` (:mod:`conveyor_kernel.tracing`)."""
         await self._publish_due(
-            self._job_message(envelope),
+            self._job_message(envelope, trace),
             envelope.not_before,
             self._topology.jobs_exchange,
             WORK_ROUTING_KEY,
@@ -112,25 +114,29 @@ class Publisher:
         )
 
     async def publish_event(self, body: bytes, event_type: str, event_id: str) -> None:
-        """A job event to the events topic exchange (routing key = event type)."""
+        """A job event to the events topic exchange (routing key = event type),
+        carrying the current span's context."""
         message = aio_pika.Message(
             body=body,
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT,
             message_id=event_id,
             type=event_type,
+            headers=_trace_headers(current_traceparent()),
         )
         await self._publish(message, event_type, self._topology.events_exchange)
 
     async def publish_delivery(
         self, body: bytes, message_id: str, not_before: datetime | None
     ) -> None:
-        """A notifier delivery task, now or through a notifier delay tier."""
+        """A notifier delivery task, now or through a notifier delay tier, carrying
+        the current span's context."""
         message = aio_pika.Message(
             body=body,
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT,
             message_id=message_id,
+            headers=_trace_headers(current_traceparent()),
         )
         await self._publish_due(
             message,
@@ -195,7 +201,10 @@ class Publisher:
         message = aio_pika.Message(body=json.dumps(body).encode(), content_type="application/json")
         await self._publish(message, "", self._topology.control_exchange, mandatory=False)
 
-    def _job_message(self, envelope: JobEnvelope) -> aio_pika.Message:
+    def _job_message(self, envelope: JobEnvelope, trace: str | None) -> aio_pika.Message:
+        headers: dict[str, Any] = {"x-conveyor-envelope": envelope.v}
+        if trace:
+            headers[TRACEPARENT] = trace
         return aio_pika.Message(
             body=envelope.model_dump_json().encode(),
             content_type="application/json",
@@ -203,7 +212,7 @@ class Publisher:
             priority=envelope.priority,
             message_id=f"{envelope.job_id}:{envelope.attempt}",
             type=envelope.type,
-            headers={"x-conveyor-envelope": envelope.v},
+            headers=headers,
         )
 
     async def _publish(
@@ -222,6 +231,10 @@ class Publisher:
             raise BrokerUnavailableError(f"publish failed: {type(exc).__name__}: {exc}") from exc
         if not isinstance(confirmation, Basic.Ack):
             raise BrokerUnavailableError(f"broker did not ack: {confirmation!r}")
+
+
+def _trace_headers(traceparent: str | None) -> dict[str, Any] | None:
+    return {TRACEPARENT: traceparent} if traceparent else None
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ class Committer:
         """Publish a stored transition's effects: next message, parked copy, event."""
         job = transition.job
         if transition.publish:
-            await self._publisher.publish_job(job.envelope())
+            await self._publisher.publish_job(job.envelope(), job.trace)
         if transition.park:
             await self._park(job)
         if event is not None:

@@ -246,6 +246,11 @@ class Job(BaseModel):
     budget_from: int = Field(default=0, description="Attempts before this index are forgiven")
     retry_of: str | None = None
     schedule_id: str | None = Field(default=None, description="The schedule that created it")
+    trace: str | None = Field(
+        default=None,
+        description="W3C traceparent of the span that enqueued it (when tracing is on); "
+        "every message of the job carries it",
+    )
     notify: NotifySpec | None = None
     emitted: list[str] = Field(
         default_factory=list, description="Ids of the events its transitions produced"
@@ -264,6 +269,7 @@ class Job(BaseModel):
         retention_s: float | None = None,
         failed_retention_s: float | None = None,
         schedule_id: str | None = None,
+        trace: str | None = None,
     ) -> Job:
         now = utcnow()
         due = sub.due_at(now)
@@ -285,6 +291,7 @@ class Job(BaseModel):
             updated_at=now,
             retry_of=retry_of,
             schedule_id=schedule_id,
+            trace=trace,
         )
 
     def to_document(self) -> dict[str, Any]:

@@ -93,7 +93,7 @@ async def publish_all(publisher: Publisher, jobs: list[Job]) -> list[BaseExcepti
     """Publish every job's current attempt, pipelined (all confirms awaited
     together); one result per job: ``None`` (confirmed) or the error."""
     results = await asyncio.gather(
-        *(publisher.publish_job(j.envelope()) for j in jobs), return_exceptions=True
+        *(publisher.publish_job(j.envelope(), j.trace) for j in jobs), return_exceptions=True
     )
     for r in results:
         if isinstance(r, BaseException) and not isinstance(r, BrokerUnavailableError):
@@ -120,7 +120,7 @@ async def relay_once(
                 continue  # nothing left to send
             # Without the snapshot: the worker reads the job, so if the first message
             # did get through and its attempt runs, this copy is skipped.
-            await publisher.publish_job(job.envelope().model_copy(update={"job": None}))
+            await publisher.publish_job(job.envelope().model_copy(update={"job": None}), job.trace)
             published += 1
             log.info(
                 "outbox: re-sent a stranded message",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -50,10 +51,14 @@ from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.retention import Retention, run_sweeper
-from conveyor_kernel.runtime import retry_until_ready
+from conveyor_kernel.runtime import cancel_tasks, retry_until_ready
 from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology
+from conveyor_kernel.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = get_logger(__name__)
 
@@ -91,8 +96,21 @@ def start_background(state: AppState, retention: Retention) -> list[asyncio.Task
     return tasks
 
 
-def create_app(settings: ApiSettings) -> FastAPI:
+def warn_insecure(settings: ApiSettings) -> None:
+    if settings.admin_key is None:
+        log.warning(
+            "CONVEYOR_ADMIN_KEY is not set: only stored API keys are accepted "
+            "(create them with an admin key; make run generates one in .infra/admin-key)"
+        )
+    if not settings.secrets_key:
+        log.warning("CONVEYOR_SECRETS_KEY is not set: webhook secrets are stored unsealed")
+
+
+def create_app(settings: ApiSettings, tracing: Tracing | None = None) -> FastAPI:
+    """The API; ``tracing`` defaults to off (``conveyor-api`` passes
+    :meth:`Tracing.from_env`)."""
     metrics = ApiMetrics()
+    tracing = tracing or Tracing("conveyor-api")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -129,7 +147,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await publisher.open()
         events = await Events.open(mongo, settings, publisher)
         live = await open_live(settings, topology, connection, publisher, metrics)
-        submits = SubmitCommitter(store, outbox, publisher)
+        submits = SubmitCommitter(store, outbox, publisher, tracing=tracing)
         submits.start()
         stats_cache = StatsCache(store, settings.stats_max_age_s, settings.stats_timeout_s)
         stats_cache.start()
@@ -156,23 +174,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
             live=live.feed,
             stream=live.hub,
             schedules=schedules,
+            tracing=tracing,
         )
         background = start_background(app.state.conveyor, retention)
-        if settings.admin_key is None:
-            log.warning(
-                "CONVEYOR_ADMIN_KEY is not set: only stored API keys are accepted "
-                "(create them with an admin key; make run generates one in .infra/admin-key)"
-            )
-        if not settings.secrets_key:
-            log.warning("CONVEYOR_SECRETS_KEY is not set: webhook secrets are stored unsealed")
+        warn_insecure(settings)
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_tasks(background)
             await submits.stop()
             await stats_cache.close()
             await app.state.conveyor.auth.close()
@@ -181,6 +191,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 await publisher.close()
                 await connection.close()
             await mongo.close()
+            await tracing.shutdown()
             log.info("api stopped")
 
     app = FastAPI(
@@ -194,7 +205,23 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_url="/openapi.json" if settings.public_docs else None,
     )
     install_routes(app, settings, metrics)
+    if tracing.provider is not None:
+        instrument_app(app, tracing.provider)
     return app
+
+
+def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
+    """Server spans for requests (outermost middleware; they continue an incoming
+    ``traceparent``). Not for probes, scrapes and the dashboard's files, and no
+    span per ASGI message (an event stream would make thousands)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor  # noqa: PLC0415
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls="/healthz$,/readyz$,/metrics$,/ui(/|$)",
+        exclude_spans=["receive", "send"],
+    )
 
 
 def install_routes(app: FastAPI, settings: ApiSettings, metrics: ApiMetrics) -> None:

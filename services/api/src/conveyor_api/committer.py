@@ -29,6 +29,7 @@ from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job
 from conveyor_kernel.outbox import Outbox, forget_group, publish_all
 from conveyor_kernel.store import JobStore
+from conveyor_kernel.tracing import Tracing, current_traceparent
 
 log = get_logger(__name__)
 
@@ -36,6 +37,7 @@ log = get_logger(__name__)
 @dataclass
 class _Request:
     jobs: list[Job]
+    trace: str | None  # the enqueue span's, when tracing is on
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -50,7 +52,9 @@ class SubmitCommitter:
         *,
         max_jobs: int = 2000,
         slots: int = 2,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing("conveyor-api")
         self._store = store
         self._outbox = outbox
         self._publisher = publisher
@@ -76,7 +80,7 @@ class SubmitCommitter:
 
     async def commit(self, jobs: list[Job]) -> None:
         """Store ``jobs`` and have the broker confirm their messages, or raise."""
-        request = _Request(jobs)
+        request = _Request(jobs, current_traceparent())
         self._pending.append(request)
         self._wake.set()
         await asyncio.shield(request.done)
@@ -106,6 +110,18 @@ class SubmitCommitter:
         return batch
 
     async def _flush(self, batch: list[_Request]) -> None:
+        """One group write. Traced as a child of the first request's enqueue span,
+        linked to the others' (the writes are shared)."""
+        traces = [r.trace for r in batch if r.trace]
+        with self._tracing.span(
+            "commit jobs",
+            parent=traces[0] if traces else None,
+            links=traces[1:],
+            attributes={"conveyor.batch.requests": len(batch)},
+        ):
+            await self._flush_batch(batch)
+
+    async def _flush_batch(self, batch: list[_Request]) -> None:
         try:
             await self._write_and_publish(batch)
         except Exception as exc:  # noqa: BLE001 - every waiter must hear of it
@@ -124,7 +140,7 @@ class SubmitCommitter:
                 raise
             # One request's bad document must not fail the others coalesced with it.
             for request in batch:
-                await self._flush([request])
+                await self._flush_batch([request])
             return
         except StoreUnavailableError:
             await self._compensate(jobs, group)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Header
+from opentelemetry.trace import SpanKind
 
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState
@@ -14,6 +15,7 @@ from conveyor_kernel.errors import BrokerUnavailableError
 from conveyor_kernel.idempotency import MAX_KEY_LENGTH, Conflict, Replay, fingerprint
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobSubmission, new_job_id
+from conveyor_kernel.tracing import current_traceparent
 
 log = get_logger(__name__)
 
@@ -84,20 +86,36 @@ async def enqueue(
     check_submissions(state, subs)
     if not state.publisher.ready:
         raise BrokerUnavailableError("broker connection is not open")
-    timeout = state.settings.default_job_timeout_s
-    jobs = [
-        Job.from_submission(
-            s,
-            default_timeout_s=timeout,
-            retry_of=retry_of,
-            job_id=ids[i] if ids else None,
-            retention_s=state.settings.job_retention_s,
-            failed_retention_s=state.settings.failed_job_retention_s,
-            schedule_id=schedule_id,
-        )
-        for i, s in enumerate(subs)
-    ]
-    await state.submits.commit(jobs)
+    types = sorted({s.type for s in subs})
+    with state.tracing.span(
+        f"enqueue {types[0] if len(types) == 1 else 'batch'}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": state.topology.jobs_exchange,
+            "messaging.batch.message_count": len(subs),
+            "conveyor.job.type": ",".join(types)[:200],
+        },
+    ) as span:
+        timeout = state.settings.default_job_timeout_s
+        trace = current_traceparent() if span is not None else None
+        jobs = [
+            Job.from_submission(
+                s,
+                default_timeout_s=timeout,
+                retry_of=retry_of,
+                job_id=ids[i] if ids else None,
+                retention_s=state.settings.job_retention_s,
+                failed_retention_s=state.settings.failed_job_retention_s,
+                schedule_id=schedule_id,
+                trace=trace,
+            )
+            for i, s in enumerate(subs)
+        ]
+        if span is not None and len(jobs) == 1:
+            span.set_attribute("conveyor.job.id", jobs[0].id)
+        await state.submits.commit(jobs)
     if state.live.watched:
         state.live.emit(*(live.queued(job) for job in jobs))
     for job in jobs:

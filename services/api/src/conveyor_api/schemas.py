@@ -38,10 +38,18 @@ class JobOut(BaseModel):
     progress: JobProgress | None = Field(
         default=None, description="The handler's last ctx.progress report (fraction 0..1)"
     )
+    trace_id: str | None = Field(
+        default=None,
+        description="The OpenTelemetry trace holding the job's enqueue and attempts "
+        "(when tracing is on): look it up in your tracing backend",
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        return cls.model_validate(job.model_dump(include=set(cls.model_fields)))
+        out = job.model_dump(include=set(cls.model_fields))
+        if job.trace:
+            out["trace_id"] = job.trace.split("-")[1] if job.trace.count("-") == 3 else None
+        return cls.model_validate(out)
 
 
 class JobPage(BaseModel):

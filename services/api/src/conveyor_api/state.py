@@ -28,6 +28,7 @@ from conveyor_kernel.outbox import Outbox
 from conveyor_kernel.registry import HandlerRegistry
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import Topology
+from conveyor_kernel.tracing import Tracing
 
 
 @dataclass
@@ -54,6 +55,7 @@ class AppState:
     live: LiveFeed
     stream: StreamHub
     schedules: ScheduleStore
+    tracing: Tracing
 
 
 async def get_state(request: Request) -> AppState:

@@ -20,6 +20,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conveyor_kernel import tracing
 from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.events import JobEvent
@@ -34,6 +35,7 @@ from conveyor_kernel.notifications import (
     SubscriptionStore,
 )
 from conveyor_kernel.topology import delay_tier
+from conveyor_kernel.tracing import Tracing
 from conveyor_notifier.email import EmailTransport, Templates
 from conveyor_notifier.health import SubscriptionHealth
 from conveyor_notifier.metrics import NotifierMetrics
@@ -73,7 +75,9 @@ class Deliverer:
         health: SubscriptionHealth,
         job_webhook_secrets: list[str],
         metrics: NotifierMetrics,
+        tracing: Tracing,
     ) -> None:
+        self._tracing = tracing
         self._health = health
         self._metrics = metrics
         self._deliveries = deliveries
@@ -93,6 +97,14 @@ class Deliverer:
             await settle(message.reject(requeue=False))
             return
         structlog.contextvars.bind_contextvars(delivery=msg.delivery_id, attempt=msg.attempt)
+        attributes: dict[str, str | int] = {
+            "conveyor.delivery.id": msg.delivery_id,
+            "conveyor.delivery.attempt": msg.attempt,
+        }
+        with self._tracing.consume("deliver", message, attributes):
+            await self._handle(message, msg)
+
+    async def _handle(self, message: AbstractIncomingMessage, msg: DeliveryMessage) -> None:
         try:
             await self._process(message, msg)
         except (StoreUnavailableError, BrokerUnavailableError) as exc:
@@ -150,6 +162,9 @@ class Deliverer:
             await settle(message.ack())
             return
         self._metrics.attempt(stored, latency_ms / 1000)
+        tracing.annotate({"conveyor.delivery.status": stored.status.value})
+        if result.error:
+            tracing.mark_failed(result.error)
         if sub is not None:
             await self._health.observe(sub, stored, result, started)
         log.info(

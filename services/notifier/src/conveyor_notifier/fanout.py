@@ -25,6 +25,7 @@ from conveyor_kernel.notifications import (
     DeliveryStore,
     SubscriptionStore,
 )
+from conveyor_kernel.tracing import Tracing
 from conveyor_notifier.delivery import DeliveryMessage
 from conveyor_notifier.metrics import NotifierMetrics
 
@@ -39,8 +40,10 @@ class Fanout:
         subscriptions: SubscriptionStore,
         publisher: Publisher,
         metrics: NotifierMetrics,
+        tracing: Tracing,
     ) -> None:
         self._metrics = metrics
+        self._tracing = tracing
         self._deliveries = deliveries
         self._subscriptions = subscriptions
         self._publisher = publisher
@@ -89,6 +92,11 @@ class Fanout:
         structlog.contextvars.bind_contextvars(
             job_id=event.job.id, type=event.job.type, event_id=event.id
         )
+        attributes = {"conveyor.job.id": event.job.id, "conveyor.event.id": event.id}
+        with self._tracing.consume(f"process {event.type.value}", message, attributes):
+            await self._handle(message, event)
+
+    async def _handle(self, message: AbstractIncomingMessage, event: JobEvent) -> None:
         try:
             published = await self._fan_out(event)
         except (StoreUnavailableError, BrokerUnavailableError) as exc:

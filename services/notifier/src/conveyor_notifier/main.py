@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
+from functools import partial
 
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
@@ -25,6 +26,7 @@ from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.settings import load_settings
 from conveyor_kernel.store import open_client
 from conveyor_kernel.topology import build_topology, declare
+from conveyor_kernel.tracing import Tracing
 from conveyor_notifier.delivery import Deliverer
 from conveyor_notifier.email import build_transport
 from conveyor_notifier.fanout import Fanout
@@ -34,7 +36,7 @@ from conveyor_notifier.metrics import NotifierMetrics
 from conveyor_notifier.outcome import RetryPolicy
 from conveyor_notifier.settings import NotifierSettings
 from conveyor_notifier.subcache import CachedSubscriptions
-from conveyor_notifier.webhook import WebhookSender
+from conveyor_notifier.webhook import WebhookSender, instrument_http
 
 log = get_logger(__name__)
 EVENTS_PREFETCH = 32
@@ -45,8 +47,16 @@ def job_webhook_secrets(settings: NotifierSettings) -> list[str]:
     return [s.get_secret_value() for s in (*current, *settings.webhook_previous_secrets)]
 
 
-async def run(settings: NotifierSettings) -> None:
-    stop = stop_event()
+async def run(
+    settings: NotifierSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    tracing: Tracing | None = None,
+) -> None:
+    """Run until ``stop`` is set (default: SIGTERM or SIGINT). ``tracing`` defaults
+    to what the environment configures (:meth:`Tracing.from_env`)."""
+    stop = stop or stop_event()
+    tracing = tracing or Tracing.from_env("conveyor-notifier")
     topology = build_topology(settings.namespace)
     metrics = NotifierMetrics()
     mongo = open_client(settings, "conveyor-notifier", metrics.registry)
@@ -70,6 +80,8 @@ async def run(settings: NotifierSettings) -> None:
         trust_env=False,  # no proxy from the environment: requests go to checked addresses
         limits=httpx.Limits(max_connections=settings.notify_concurrency * 2),
     )
+    if tracing.provider is not None:
+        instrument_http(http, tracing.provider)
     webhooks = WebhookSender(
         http,
         allowed=settings.notify_allowed_networks,
@@ -99,9 +111,10 @@ async def run(settings: NotifierSettings) -> None:
             ),
             job_webhook_secrets=job_webhook_secrets(settings),
             metrics=metrics,
+            tracing=tracing,
         ).on_message
     )
-    fanout = Inflight(Fanout(deliveries, subscriptions, publisher, metrics).on_message)
+    fanout = Inflight(Fanout(deliveries, subscriptions, publisher, metrics, tracing).on_message)
     metrics.in_flight.set_function(lambda: len(deliverer) + len(fanout))
     ops = await OpsServer.serve(
         metrics.registry,
@@ -122,9 +135,7 @@ async def run(settings: NotifierSettings) -> None:
     # Subscription changes the API announces on the control fanout.
     control = await events_channel.declare_queue(exclusive=True, auto_delete=True)
     await control.bind(declared.exchanges[topology.control_exchange])
-    await control.consume(
-        lambda message: on_control(message, subscriptions.invalidate), no_ack=True
-    )
+    await control.consume(partial(on_control, invalidate=subscriptions.invalidate), no_ack=True)
     deliveries_tag = await deliveries_queue.consume(deliverer.on_message)
     log.info(
         "notifier ready",
@@ -149,6 +160,7 @@ async def run(settings: NotifierSettings) -> None:
     if ops is not None:
         await ops.stop()
     await mongo.close()
+    await tracing.shutdown()
     log.info("notifier stopped")
 
 

@@ -16,12 +16,18 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 
 from conveyor_kernel.model import utcnow
 from conveyor_notifier.outcome import AttemptResult, parse_retry_after
 from conveyor_notifier.ssrf import DestinationRefusedError, Network, ResolutionError, resolve
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.httpx import RequestInfo
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span
 
 USER_AGENT = "Conveyor-Webhooks/1"
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -146,3 +152,17 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 return AttemptResult.retry(f"{type(exc).__name__}: {exc}")
         return AttemptResult.permanent(f"more than {self._max_redirects} redirects")
+
+
+def instrument_http(client: httpx.AsyncClient, provider: TracerProvider) -> None:
+    """Client spans for outgoing requests, which then carry ``traceparent``. The
+    span keeps scheme, host and path only: a webhook URL's query may hold a token."""
+
+    async def redact(span: Span, request: RequestInfo) -> None:
+        if span.is_recording():
+            url = httpx.URL(str(request.url)).copy_with(query=None, fragment=None)
+            span.set_attributes({"url.full": str(url), "http.url": str(url)})
+
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor  # noqa: PLC0415
+
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider, request_hook=redact)

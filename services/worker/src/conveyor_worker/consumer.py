@@ -24,7 +24,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from conveyor_kernel import live
+from conveyor_kernel import live, tracing
 from conveyor_kernel.broker import Publisher, settle
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import (
@@ -40,6 +40,7 @@ from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, utcnow
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
+from conveyor_kernel.tracing import Tracing, header_traceparent
 from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.executor import execute
 from conveyor_worker.liveness import Liveness
@@ -65,6 +66,7 @@ class JobConsumer:
         *,
         liveness: Liveness,
         live: LiveFeed,
+        tracing: Tracing,
         worker_id: str,
         metrics: WorkerMetrics,
         record_running_after_s: float,
@@ -80,6 +82,7 @@ class JobConsumer:
         self._liveness = liveness
         self._outcomes = OutcomeWriter(store, committer, metrics)
         self._live = live
+        self._tracing = tracing
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
         self._cancelled: set[str] = set()
@@ -143,6 +146,11 @@ class JobConsumer:
         structlog.contextvars.bind_contextvars(
             job_id=env.job_id, type=env.type, attempt=env.attempt
         )
+        attributes = {"conveyor.job.id": env.job_id, "conveyor.job.type": env.type}
+        with self._tracing.consume(f"process {env.type}", message, attributes):
+            await self._handle_envelope(message, env)
+
+    async def _handle_envelope(self, message: AbstractIncomingMessage, env: JobEnvelope) -> None:
         try:
             await self._process(message, env)
         except (StoreUnavailableError, ContentionError, BrokerUnavailableError) as exc:
@@ -165,7 +173,7 @@ class JobConsumer:
             wait_s = (env.not_before - utcnow()).total_seconds()
             if delay_tier(wait_s) is not None:
                 # Back early from a delay tier: go round again for the rest (no DB write).
-                await self._publisher.publish_job(env)
+                await self._publisher.publish_job(env, header_traceparent(message.headers))
                 await settle(message.ack())
                 return
             if wait_s > 0:
@@ -262,7 +270,9 @@ class JobConsumer:
             if isinstance(decision, Skip):
                 return None
             if isinstance(decision, Defer):
-                await self._publisher.publish_job(self._liveness.watch_copy(env))
+                await self._publisher.publish_job(
+                    self._liveness.watch_copy(env), header_traceparent(message.headers)
+                )
                 return None
             if isinstance(decision, Repair):
                 await self._committer.repair(decision.transition)
@@ -278,6 +288,11 @@ class JobConsumer:
         self, run: Run, recorder: RunningRecorder, reporter: ProgressReporter, outcome: Outcome
     ) -> None:
         """Close the attempt; its last progress report rides on the finishing write."""
+        tracing.annotate(
+            {"conveyor.job.attempt": run.attempt.number, "conveyor.job.outcome": outcome.outcome}
+        )
+        if outcome.error and outcome.outcome is not AttemptOutcome.CANCELLED:
+            tracing.mark_failed(outcome.error)
         latest = await reporter.close()
         base = await recorder.settle()
         if base is not None and latest is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
+from typing import Protocol
 
 import aiormq
 
@@ -20,10 +22,11 @@ from conveyor_kernel.logs import configure_logging, get_logger
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
-from conveyor_kernel.runtime import retry_until_ready, stop_event
+from conveyor_kernel.runtime import cancel_tasks, retry_until_ready, stop_event
 from conveyor_kernel.settings import load_settings
 from conveyor_kernel.store import JobStore, open_client
 from conveyor_kernel.topology import build_topology, declare
+from conveyor_kernel.tracing import Tracing
 from conveyor_worker.cancels import CancelWatch
 from conveyor_worker.consumer import JobConsumer
 from conveyor_worker.liveness import Liveness, new_session
@@ -33,8 +36,16 @@ from conveyor_worker.settings import WorkerSettings
 log = get_logger(__name__)
 
 
-async def run(settings: WorkerSettings) -> None:
-    stop = stop_event()
+async def run(
+    settings: WorkerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    tracing: Tracing | None = None,
+) -> None:
+    """Run until ``stop`` is set (default: SIGTERM or SIGINT). ``tracing`` defaults
+    to what the environment configures (:meth:`Tracing.from_env`)."""
+    stop = stop or stop_event()
+    tracing = tracing or Tracing.from_env("conveyor-worker")
     registry = load_registry(settings.handler_modules)
     topology = build_topology(settings.namespace)
     metrics = WorkerMetrics()
@@ -71,6 +82,7 @@ async def run(settings: WorkerSettings) -> None:
         registry,
         liveness=liveness,
         live=live_feed,
+        tracing=tracing,
         worker_id=settings.worker_id,
         metrics=metrics,
         record_running_after_s=settings.worker_record_running_after_s,
@@ -109,18 +121,26 @@ async def run(settings: WorkerSettings) -> None:
     log.info("shutting down: no new messages", in_flight=consumer.in_flight)
     with contextlib.suppress(*BROKER_ERRORS):
         await queue.cancel(tag)
-    relay.cancel()
+    await cancel_tasks([relay])
     await cancels.stop()
     await consumer.drain(settings.worker_shutdown_grace_s)
-    with contextlib.suppress(asyncio.CancelledError):
-        await relay
-    for closable in (channel, control_channel, live_feed, publisher, consume_conn, publish_conn):
-        with contextlib.suppress(*BROKER_ERRORS):
-            await closable.close()
+    await close_quietly(channel, control_channel, live_feed, publisher, consume_conn, publish_conn)
     if ops is not None:
         await ops.stop()
     await mongo.close()
+    await tracing.shutdown()
     log.info("worker stopped")
+
+
+async def close_quietly(*closables: Closable) -> None:
+    """Close each; a broker already gone is no error at shutdown."""
+    for closable in closables:
+        with contextlib.suppress(*BROKER_ERRORS):
+            await closable.close()
+
+
+class Closable(Protocol):
+    def close(self) -> Awaitable[object]: ...
 
 
 def _log_channel_closed(_channel: object, exc: BaseException | None) -> None:
