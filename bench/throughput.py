@@ -107,6 +107,12 @@ async def main() -> None:
         help="keep one client on GET /v1/events/stream during the run (the cost of a "
         "dashboard being open: live events are sent only while someone watches)",
     )
+    ap.add_argument(
+        "--otlp",
+        metavar="URL",
+        help="trace: the services export OpenTelemetry spans to this OTLP/HTTP endpoint "
+        "(bench/otlp_sink.py is one); by default tracing is off",
+    )
     add_server_args(ap)
     args = ap.parse_args()
 
@@ -123,6 +129,9 @@ async def main() -> None:
         CONVEYOR_WORKER_CONCURRENCY=str(args.worker_concurrency),
         CONVEYOR_QUEUE_METRICS_INTERVAL_S="0" if args.no_metrics else "5",
     )
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    if args.otlp:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp
     procs: list[subprocess.Popen[bytes]] = []
     logs = (out_dir / f"{ns}.log").open("wb")
 
@@ -234,6 +243,7 @@ async def main() -> None:
             "jobs": args.jobs,
             "accepted": accepted,
             "watched": args.watch,
+            "traced": bool(args.otlp),
             "workers": args.workers,
             "worker_concurrency": args.worker_concurrency,
             "client_concurrency": args.client_concurrency,
