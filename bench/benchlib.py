@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 
 from conveyor_kernel.events import JobEvent, job_event
 from conveyor_kernel.model import Job, JobStatus, JobSubmission, utcnow
-from conveyor_kernel.store import Document
+from conveyor_kernel.mongo import Document
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 

@@ -35,7 +35,8 @@ from benchlib import (
     stop_and_clean,
     wait_api_ready,
 )
-from conveyor_kernel.store import JobStore, make_client
+from conveyor_kernel.mongo import make_client
+from conveyor_kernel.store import JobStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

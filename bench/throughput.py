@@ -36,7 +36,7 @@ from benchlib import (
     wait_api_ready,
 )
 from conveyor_kernel.broker import queue_stats
-from conveyor_kernel.store import make_client
+from conveyor_kernel.mongo import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 

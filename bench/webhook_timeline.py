@@ -22,8 +22,8 @@ import uvicorn
 
 from benchlib import completed_event, free_port, service_env
 from conveyor_kernel.broker import Publisher, connect
+from conveyor_kernel.mongo import make_client
 from conveyor_kernel.notifications import new_secret
-from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 

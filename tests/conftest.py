@@ -15,7 +15,8 @@ import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
-from conveyor_kernel.store import Document, JobStore, make_client
+from conveyor_kernel.mongo import Document, make_client
+from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 from tests.infra import Infra, provide

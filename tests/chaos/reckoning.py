@@ -16,7 +16,8 @@ import httpx
 from pymongo import AsyncMongoClient
 from standardwebhooks import Webhook
 
-from conveyor_kernel.store import JOBS_COLLECTION, Document
+from conveyor_kernel.mongo import Document
+from conveyor_kernel.store import JOBS_COLLECTION
 from tests.chaos.mix import Request
 from tests.receivers import Received
 

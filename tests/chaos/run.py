@@ -19,8 +19,8 @@ import aio_pika
 import httpx
 from pytest_httpserver import HTTPServer
 
+from conveyor_kernel.mongo import make_client
 from conveyor_kernel.notifications import new_secret
-from conveyor_kernel.store import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
 from tests.chaos.load import Submitter

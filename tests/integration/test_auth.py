@@ -10,7 +10,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.store import Document
+from conveyor_kernel.mongo import Document
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pymongo import AsyncMongoClient
 
 from conveyor_kernel.broker import queue_stats
 from conveyor_kernel.claims import Claims
-from conveyor_kernel.store import Document
+from conveyor_kernel.mongo import Document
 from conveyor_kernel.topology import build_topology
 from tests.stack import Stack
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from conveyor_kernel.store import Document
+from conveyor_kernel.mongo import Document
 from tests.stack import ADMIN_KEY, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]

@@ -10,7 +10,8 @@ from pymongo import AsyncMongoClient
 
 from conveyor_kernel.idempotency import Claimed, Conflict, IdempotencyKeys, Replay, fingerprint
 from conveyor_kernel.model import Job, JobSubmission, new_job_id
-from conveyor_kernel.store import Document, JobStore
+from conveyor_kernel.mongo import Document
+from conveyor_kernel.store import JobStore
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration

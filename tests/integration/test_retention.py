@@ -10,8 +10,8 @@ import pytest
 from pymongo import AsyncMongoClient
 from pytest_httpserver import HTTPServer
 
+from conveyor_kernel.mongo import Document
 from conveyor_kernel.notifications import new_secret
-from conveyor_kernel.store import Document
 from tests.receivers import Receiver
 from tests.stack import Stack
 

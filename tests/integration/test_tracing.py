@@ -35,8 +35,8 @@ from werkzeug import Request, Response
 
 from conveyor_api.app import create_app
 from conveyor_api.settings import ApiSettings
+from conveyor_kernel.mongo import Document
 from conveyor_kernel.notifications import new_secret
-from conveyor_kernel.store import Document
 from conveyor_kernel.tracing import Tracing, new_provider
 from conveyor_notifier import main as notifier_main
 from conveyor_notifier.settings import NotifierSettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymongo import AsyncMongoClient
 
-from conveyor_kernel.store import Document
+from conveyor_kernel.mongo import Document
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration

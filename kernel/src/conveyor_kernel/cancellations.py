@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.store import Document, create_missing_indexes, store_errors
+from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 CANCELLATIONS_COLLECTION = "cancellations"
 

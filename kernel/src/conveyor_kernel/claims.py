@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.store import Document, ensure_ttl_index, store_errors
+from conveyor_kernel.mongo import Document, ensure_ttl_index, store_errors
 
 CLAIMS_COLLECTION = "claims"
 CLAIM_TTL = timedelta(days=7)

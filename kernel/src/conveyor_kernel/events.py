@@ -26,10 +26,11 @@ from conveyor_kernel.broker import Publisher
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobStatus, utcnow
+from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 from conveyor_kernel.notify_spec import EventType, NotifySpec
 from conveyor_kernel.runtime import retry_until_ready
 from conveyor_kernel.settings import ConveyorSettings
-from conveyor_kernel.store import Document, JobStore, create_missing_indexes, store_errors
+from conveyor_kernel.store import JobStore
 
 EVENT_OUTBOX_COLLECTION = "event_outbox"
 MAX_RESULT_BYTES = 16_384

@@ -29,7 +29,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.store import Document, ensure_ttl_index, store_errors
+from conveyor_kernel.mongo import Document, ensure_ttl_index, store_errors
 
 KEYS_COLLECTION = "idempotency_keys"
 LEASE_S = 60.0  # an unfinished claim's hold on its key (requests time out well before)

@@ -21,9 +21,9 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
+from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 from conveyor_kernel.notify_spec import EventType
 from conveyor_kernel.sealing import Sealer
-from conveyor_kernel.store import Document, create_missing_indexes, store_errors
 
 SUBSCRIPTIONS_COLLECTION = "webhooks"
 DELIVERIES_COLLECTION = "deliveries"

@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from conveyor_kernel.broker import connection_is_open
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.store import Document, store_errors
+from conveyor_kernel.mongo import Document, store_errors
 
 log = get_logger(__name__)
 

@@ -32,7 +32,8 @@ from conveyor_kernel.errors import BrokerUnavailableError, StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, utcnow
-from conveyor_kernel.store import Document, JobStore, create_missing_indexes, store_errors
+from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
+from conveyor_kernel.store import JobStore
 
 OUTBOX_COLLECTION = "outbox"
 

@@ -24,8 +24,9 @@ from pymongo import AsyncMongoClient
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import FINISHED_STATUSES, utcnow
+from conveyor_kernel.mongo import Document, ensure_ttl_index, store_errors
 from conveyor_kernel.notifications import DELIVERIES_COLLECTION
-from conveyor_kernel.store import JOBS_COLLECTION, Document, ensure_ttl_index, store_errors
+from conveyor_kernel.store import JOBS_COLLECTION
 
 log = get_logger(__name__)
 

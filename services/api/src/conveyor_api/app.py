@@ -47,13 +47,14 @@ from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
 from conveyor_kernel.logs import get_logger
+from conveyor_kernel.mongo import open_client
 from conveyor_kernel.notifications import DeliveryStore, SubscriptionStore
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.retention import Retention, run_sweeper
 from conveyor_kernel.runtime import cancel_tasks, retry_until_ready
 from conveyor_kernel.sealing import Sealer
-from conveyor_kernel.store import JobStore, open_client
+from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.tracing import Tracing
 

@@ -23,7 +23,7 @@ import pymongo
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import AsyncMongoClient
 
-from conveyor_kernel.store import Document, create_missing_indexes, store_errors
+from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 KEY_PREFIX = "cvk_"
 KEYS_COLLECTION = "api_keys"

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pymongo import AsyncMongoClient, ReturnDocument
 
 from conveyor_kernel.model import JobSubmission, utcnow
-from conveyor_kernel.store import Document, create_missing_indexes, store_errors
+from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 SCHEDULES_COLLECTION = "schedules"
 GRACE_S = 60.0  # a fire time this late is on time; later ones were missed

@@ -19,12 +19,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import configure_logging, get_logger
+from conveyor_kernel.mongo import open_client
 from conveyor_kernel.notifications import SUBSCRIPTIONS_CHANGED, DeliveryStore
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.runtime import retry_until_ready, stop_event
 from conveyor_kernel.sealing import Sealer
 from conveyor_kernel.settings import load_settings
-from conveyor_kernel.store import open_client
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_kernel.tracing import Tracing
 from conveyor_notifier.delivery import Deliverer

@@ -15,10 +15,10 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from conveyor_kernel.mongo import Document
 from conveyor_kernel.notifications import Subscription, SubscriptionStore
 from conveyor_kernel.notify_spec import EventType
 from conveyor_kernel.sealing import Sealer
-from conveyor_kernel.store import Document
 
 
 class CachedSubscriptions(SubscriptionStore):

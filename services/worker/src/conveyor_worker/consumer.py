@@ -46,6 +46,7 @@ from conveyor_worker.executor import execute
 from conveyor_worker.liveness import Liveness
 from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.outcomes import MAX_CAS_ROUNDS, OutcomeWriter
+from conveyor_worker.poison import park_poison
 from conveyor_worker.progress import ProgressReporter
 from conveyor_worker.running import RunningRecorder
 
@@ -129,19 +130,8 @@ class JobConsumer:
         try:
             env = JobEnvelope.model_validate_json(message.body)
         except ValidationError as exc:
-            reason = "poison: not a valid job envelope: " + str(exc).replace("\n", "; ")
-            log.warning("poison message; parking it", message_id=message.message_id, error=reason)
             self._metrics.poison.inc()
-            try:
-                await self._publisher.park(
-                    message.body,
-                    reason[:1000],
-                    {"x-conveyor-original-message-id": message.message_id or ""},
-                )
-            except BrokerUnavailableError:
-                await settle(message.reject(requeue=False))  # DLX parks it, sans reason
-            else:
-                await settle(message.ack())
+            await park_poison(self._publisher, message, exc)
             return
         structlog.contextvars.bind_contextvars(
             job_id=env.job_id, type=env.type, attempt=env.attempt

@@ -19,12 +19,13 @@ from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import configure_logging, get_logger
+from conveyor_kernel.mongo import open_client
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
 from conveyor_kernel.runtime import cancel_tasks, retry_until_ready, stop_event
 from conveyor_kernel.settings import load_settings
-from conveyor_kernel.store import JobStore, open_client
+from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import build_topology, declare
 from conveyor_kernel.tracing import Tracing
 from conveyor_worker.cancels import CancelWatch
