@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,26 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+
+async def wait_ready(
+    client: httpx.AsyncClient,
+    timeout: float = 60,
+    failed: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Until ``GET /readyz`` answers 200; ``failed`` says why to stop waiting early."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reason = failed()
+        if reason is not None:
+            raise AssertionError(reason)
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the API was not ready within {timeout:g} s")
 
 
 @dataclass
@@ -82,16 +103,12 @@ class Stack:
         proc = self._spawn("api", "conveyor_api.main", self.env(api_port=port, **overrides))
         self.api_url = f"http://127.0.0.1:{port}"
         self._client = httpx.AsyncClient(base_url=self.api_url, timeout=30, headers=ADMIN)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.alive(), f"api exited:\n{proc.log()}"
-            try:
-                if (await self._client.get("/readyz")).status_code == 200:
-                    return self._client
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"api not ready in 60 s:\n{proc.log()}")
+
+        def exited() -> str | None:
+            return None if proc.alive() else f"api exited:\n{proc.log()}"
+
+        await wait_ready(self._client, 60, exited)
+        return self._client
 
     @property
     def client(self) -> httpx.AsyncClient:

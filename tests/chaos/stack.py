@@ -7,13 +7,13 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from tests.infra import Infra
+from tests.stack import wait_ready
 
 
 @dataclass
@@ -74,15 +74,7 @@ class ChaosStack:
         return f"http://127.0.0.1:{self.api_port}"
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"the API was not ready within {timeout:g} s")
+        await wait_ready(client, timeout)
 
     async def restart_broker(self) -> None:
         await asyncio.to_thread(self.infra.broker.stop)

@@ -10,7 +10,6 @@ message headers. A real HTTP receiver gets the webhook and its ``traceparent``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -44,7 +43,7 @@ from conveyor_worker import main as worker_main
 from conveyor_worker.settings import WorkerSettings
 from tests.infra import Infra, free_port
 from tests.receivers import Receiver
-from tests.stack import ADMIN, ADMIN_KEY, Stack
+from tests.stack import ADMIN, ADMIN_KEY, Stack, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -122,13 +121,7 @@ async def traced(
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", headers=ADMIN, timeout=30
     ) as client:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the in-process API did not get ready"
-            await asyncio.sleep(0.1)
+        await wait_ready(client)
         yield InProcess(client, exporter)
     stop.set()
     server.should_exit = True
