@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 from httpx_sse import aconnect_sse
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stack import Stack
 
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.timeout(90)
 async def test_progress_is_visible_while_running_and_kept_after(stack: Stack) -> None:
     client = await stack.start_api()
-    await stack.start_worker()
+    worker = await stack.start_worker()
     streamed: list[dict[str, object]] = []
 
     async def follow(job_id: str) -> None:
@@ -56,6 +58,17 @@ async def test_progress_is_visible_while_running_and_kept_after(stack: Stack) ->
     assert len(fractions) >= 2
     assert fractions == sorted(fractions)
     assert set(running) <= set(fractions)
+    # The worker counts every report and the writes it let through.
+    async with httpx.AsyncClient() as plain:
+        exposition = (await plain.get(f"http://127.0.0.1:{worker.metrics_port}/metrics")).text
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.labels.get("type") == "sleep"
+    }
+    assert samples["conveyor_job_progress_reports_total"] == 8
+    assert 2 <= samples["conveyor_job_progress_writes_total"] <= 5
 
 
 @pytest.mark.timeout(60)

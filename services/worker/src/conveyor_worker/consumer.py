@@ -197,7 +197,9 @@ class JobConsumer:
         recorder = RunningRecorder(
             self._store, run.running, 0.0 if run.record_now else self._record_after_s
         )
-        reporter = ProgressReporter(self._store, self._live, recorder, job, run.attempt.number)
+        reporter = ProgressReporter(
+            self._store, self._live, recorder, job, run.attempt.number, metrics=self._metrics
+        )
         ctx.progress_sink = reporter.report
         try:
             if run.record_now:

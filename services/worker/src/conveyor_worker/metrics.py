@@ -70,6 +70,18 @@ class WorkerMetrics:
             "Messages acked without running (duplicates, stale attempts, deleted jobs)",
             registry=r,
         )
+        self.progress_reports = Counter(
+            "conveyor_job_progress_reports_total",
+            "ctx.progress calls, by job type",
+            ["type"],
+            registry=r,
+        )
+        self.progress_writes = Counter(
+            "conveyor_job_progress_writes_total",
+            "Progress reports written to the store (at most one a second per job), by job type",
+            ["type"],
+            registry=r,
+        )
         self.poison = Counter(
             "conveyor_worker_poison_messages_total",
             "Messages that were not a valid job envelope",

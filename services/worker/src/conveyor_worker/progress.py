@@ -20,6 +20,7 @@ from conveyor_kernel.live import PROGRESS, LiveEvent, LiveFeed, Progress
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobProgress, JobStatus, utcnow
 from conveyor_kernel.store import JobStore
+from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.running import RunningRecorder
 
 log = get_logger(__name__)
@@ -34,8 +35,10 @@ class ProgressReporter:
         job: Job,
         attempt: int,
         *,
+        metrics: WorkerMetrics | None = None,
         interval_s: float = 1.0,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._live = live
         self._recorder = recorder
@@ -58,6 +61,8 @@ class ProgressReporter:
 
     def _set(self, fraction: float, message: str | None) -> None:
         self.latest = JobProgress(fraction=fraction, message=message, at=utcnow())
+        if self._metrics is not None:
+            self._metrics.progress_reports.labels(self._job.type).inc()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_soon())
 
@@ -75,6 +80,8 @@ class ProgressReporter:
             log.warning("progress not recorded", error=str(exc))
             return
         self.writes += 1
+        if self._metrics is not None:
+            self._metrics.progress_writes.labels(self._job.type).inc()
         self._live.emit(
             LiveEvent(
                 kind=PROGRESS,
