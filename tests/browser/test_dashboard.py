@@ -265,6 +265,7 @@ async def test_every_page_fits_a_390px_phone(dashboard: Dashboard) -> None:
         "#/submit": "Submit a job",
         "#/dead-letters": "Dead letters",
         "#/webhooks": "Webhooks",
+        "#/schedules": "Schedules",
     }
     for route, title in routes.items():
         await dashboard.go(route)

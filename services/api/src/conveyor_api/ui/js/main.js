@@ -8,6 +8,7 @@ import job from "./pages/job.js";
 import submit from "./pages/submit.js";
 import deadLetters from "./pages/dead-letters.js";
 import webhooks from "./pages/webhooks.js";
+import schedules from "./pages/schedules.js";
 
 const ROUTES = [
   [/^\/overview$/, "overview", overview],
@@ -16,6 +17,7 @@ const ROUTES = [
   [/^\/submit$/, "submit", submit],
   [/^\/dead-letters$/, "dead-letters", deadLetters],
   [/^\/webhooks$/, "webhooks", webhooks],
+  [/^\/schedules$/, "schedules", schedules],
 ];
 const main = document.getElementById("main");
 const banner = document.getElementById("banner");

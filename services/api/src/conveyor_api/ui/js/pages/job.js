@@ -90,6 +90,8 @@ export default function job(root, { id }, { flash }) {
       j.next_attempt_at ? fact("Next attempt", time(j.next_attempt_at)) : null,
       j.cancel_requested_at ? fact("Cancel requested", time(j.cancel_requested_at)) : null,
       j.retry_of ? fact("Retry of", h("a", { href: `#/jobs/${j.retry_of}`, class: "mono" }, j.retry_of)) : null,
+      j.schedule_id ? fact("Schedule", h("a", { href: `#/jobs?schedule_id=${j.schedule_id}`, class: "mono" }, j.schedule_id)) : null,
+      j.trace_id ? fact("Trace", h("code", { id: "job-trace" }, j.trace_id)) : null,
       j.notify ? fact("Notify", h("code", {}, JSON.stringify(j.notify))) : null));
     clear(body,
       h("h2", {}, "Payload"), json(j.payload),

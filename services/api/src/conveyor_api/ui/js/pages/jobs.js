@@ -8,6 +8,7 @@ const LIMIT = 25;
 export default function jobs(root, { query }, { navigate }) {
   const status = query.get("status") || "";
   const type = query.get("type") || "";
+  const scheduleId = query.get("schedule_id") || "";
   const cursors = [null]; // cursor of each page seen; the last is the current page
   let items = [];
   let next = null;
@@ -18,11 +19,14 @@ export default function jobs(root, { query }, { navigate }) {
     type ? h("option", { value: type, selected: true }, type) : null);
   const filters = h("form", { class: "row", "aria-label": "Filter jobs" },
     h("div", { class: "field" }, h("label", { for: "f-status" }, "Status"), statusSel),
-    h("div", { class: "field" }, h("label", { for: "f-type" }, "Type"), typeSel));
+    h("div", { class: "field" }, h("label", { for: "f-type" }, "Type"), typeSel),
+    scheduleId ? h("div", { class: "field", id: "f-schedule" }, h("span", {}, "Schedule"),
+      h("span", { class: "mono" }, scheduleId, " ", h("a", { href: "#/jobs", "aria-label": "Any schedule" }, "×"))) : null);
   const apply = () => {
     const q = new URLSearchParams();
     if (statusSel.value) q.set("status", statusSel.value);
     if (typeSel.value) q.set("type", typeSel.value);
+    if (scheduleId) q.set("schedule_id", scheduleId);
     navigate(`#/jobs${q.size ? `?${q}` : ""}`);
   };
   statusSel.addEventListener("change", apply);
@@ -65,6 +69,7 @@ export default function jobs(root, { query }, { navigate }) {
     const q = new URLSearchParams({ limit: String(LIMIT) });
     if (status) q.set("status", status);
     if (type) q.set("type", type);
+    if (scheduleId) q.set("schedule_id", scheduleId);
     const cursor = cursors[cursors.length - 1];
     if (cursor) q.set("cursor", cursor);
     try {
@@ -91,7 +96,7 @@ export default function jobs(root, { query }, { navigate }) {
         { label: "Finished", cell: (j) => time(j.finished_at) },
       ],
       items.map((j) => ({ data: j, attrs: { "data-job-id": j.id } })),
-      { empty: status || type ? "No jobs match these filters." : "No jobs yet." },
+      { empty: status || type || scheduleId ? "No jobs match these filters." : "No jobs yet." },
     )));
     prev.disabled = cursors.length === 1;
     more.disabled = !next;
@@ -112,7 +117,7 @@ export default function jobs(root, { query }, { navigate }) {
         row.classList.add("flash");
       }
       const firstPage = cursors.length === 1;
-      const mayAppear = firstPage && (!type || ev.job_type === type);
+      const mayAppear = firstPage && !scheduleId && (!type || ev.job_type === type);
       if (row || (mayAppear && (!status || ev.status === status))) soon();
     },
     onRefresh: () => soon.now(),
