@@ -73,6 +73,14 @@ async def test_schedule_api_validates_and_manages(stack: Stack) -> None:
     patched = await stack.client.patch(f"/v1/schedules/{created['id']}", json={"enabled": False})
     assert patched.status_code == 200
     assert patched.json()["next_run_at"] is None
+    tomorrow = (utcnow() + timedelta(days=1)).isoformat()
+    for when in ({"delay_s": 5}, {"run_at": tomorrow}):
+        refused = await stack.client.patch(
+            f"/v1/schedules/{created['id']}", json={"job": {"type": "echo", **when}}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "validation_error"
+        assert "fire time" in refused.text
     assert (await stack.client.delete(f"/v1/schedules/{created['id']}")).status_code == 204
     assert (await stack.client.get(f"/v1/schedules/{created['id']}")).status_code == 404
 

@@ -32,10 +32,12 @@ log = get_logger(__name__)
 
 def to_fire(schedule: Schedule, now: datetime) -> list[datetime]:
     """The fire times of ``schedule`` to run now (per ``catch_up``)."""
-    assert schedule.next_run_at is not None
-    after = schedule.next_run_at.replace(microsecond=0)
-    due = [schedule.next_run_at, *fire_times(schedule.cron, schedule.timezone, after, now)]
-    due = sorted({f for f in due if f <= now})
+    first = schedule.next_run_at
+    assert first is not None
+    if first > now:
+        return []
+    # croniter steps strictly after ``first``, in order: no duplicate, nothing past ``now``.
+    due = [first, *fire_times(schedule.cron, schedule.timezone, first, now)]
     on_time = [f for f in due if (now - f).total_seconds() <= GRACE_S]
     if on_time or schedule.catch_up == "none":
         return on_time
@@ -71,14 +73,12 @@ async def tick(state: AppState, now: datetime) -> int:
     handled = 0
     for schedule in await state.schedules.due(now):
         last: LastRun | None = None
-        complete = True
         for at in to_fire(schedule, now):
             run = await fire(state, schedule, at)
             if run is None:
-                complete = False
-                break
+                break  # another replica is on it: advance once every fire time has a job
             last, handled = run, handled + 1
-        if complete:
+        else:
             await state.schedules.advance(
                 schedule, next_fire(schedule.cron, schedule.timezone, now), last
             )

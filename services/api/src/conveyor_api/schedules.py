@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pymongo
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import AsyncMongoClient, ReturnDocument
 
 from conveyor_kernel.model import JobSubmission, utcnow
@@ -48,6 +48,12 @@ def check_timezone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {name!r} (an IANA name like Europe/Berlin)") from exc
     return name
+
+
+def check_job(job: JobSubmission) -> JobSubmission:
+    if job.run_at is not None or job.delay_s is not None:
+        raise ValueError(SCHEDULED_RUN_AT)
+    return job
 
 
 def fire_times(cron: str, timezone: str, after: datetime, until: datetime) -> list[datetime]:
@@ -91,11 +97,10 @@ class ScheduleIn(BaseModel):
     def _tz(cls, value: str) -> str:
         return check_timezone(value)
 
-    @model_validator(mode="after")
-    def _job_runs_when_fired(self) -> ScheduleIn:
-        if self.job.run_at is not None or self.job.delay_s is not None:
-            raise ValueError(SCHEDULED_RUN_AT)
-        return self
+    @field_validator("job")
+    @classmethod
+    def _job(cls, value: JobSubmission) -> JobSubmission:
+        return check_job(value)
 
 
 class SchedulePatch(BaseModel):
@@ -118,34 +123,17 @@ class SchedulePatch(BaseModel):
     def _tz(cls, value: str | None) -> str | None:
         return None if value is None else check_timezone(value)
 
+    @field_validator("job")
+    @classmethod
+    def _job(cls, value: JobSubmission | None) -> JobSubmission | None:
+        return None if value is None else check_job(value)
+
 
 class LastRun(BaseModel):
     fire_time: datetime
     at: datetime
     job_id: str | None = None
     error: str | None = None
-
-
-class Schedule(BaseModel):
-    """As stored (``_id``); the API shows :class:`ScheduleOut`."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    id: str = Field(alias="_id")
-    name: str
-    cron: str
-    timezone: str
-    job: JobSubmission
-    enabled: bool
-    catch_up: CatchUp
-    next_run_at: datetime | None
-    last_run: LastRun | None = None
-    created_at: datetime
-    updated_at: datetime
-
-    def to_document(self) -> Document:
-        doc = self.model_dump(mode="python", exclude={"id"})
-        return doc | {"_id": self.id, "job": self.job.model_dump(mode="json", exclude_none=True)}
 
 
 class ScheduleOut(BaseModel):
@@ -166,6 +154,18 @@ class ScheduleOut(BaseModel):
     @classmethod
     def of(cls, schedule: Schedule) -> ScheduleOut:
         return cls.model_validate(schedule.model_dump())
+
+
+class Schedule(ScheduleOut):
+    """As stored (``_id``); the API shows :class:`ScheduleOut`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+
+    def to_document(self) -> Document:
+        doc = self.model_dump(mode="python", exclude={"id"})
+        return doc | {"_id": self.id, "job": self.job.model_dump(mode="json", exclude_none=True)}
 
 
 class ScheduleStore:

@@ -10,7 +10,6 @@ from conveyor_api.auth import Read, Write
 from conveyor_api.enqueue import check_submissions
 from conveyor_api.problems import ApiError
 from conveyor_api.schedules import (
-    SCHEDULED_RUN_AT,
     Schedule,
     ScheduleIn,
     ScheduleOut,
@@ -28,10 +27,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _not_found(schedule_id: str) -> ApiError:
+    return ApiError(404, "schedule_not_found", f"no schedule with id {schedule_id!r}")
+
+
 async def _get(state: AppState, schedule_id: str) -> Schedule:
     schedule = await state.schedules.get(schedule_id)
     if schedule is None:
-        raise ApiError(404, "schedule_not_found", f"no schedule with id {schedule_id!r}")
+        raise _not_found(schedule_id)
     return schedule
 
 
@@ -81,8 +84,6 @@ async def update_schedule(schedule_id: str, body: SchedulePatch, state: State) -
     current = await _get(state, schedule_id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if body.job is not None:
-        if body.job.run_at is not None or body.job.delay_s is not None:
-            raise ApiError(422, "validation_error", SCHEDULED_RUN_AT)
         check_submissions(state, [body.job])
         changes["job"] = body.job.model_dump(mode="json", exclude_none=True)
     merged = current.model_copy(update={k: v for k, v in changes.items() if k != "job"})
@@ -91,7 +92,7 @@ async def update_schedule(schedule_id: str, body: SchedulePatch, state: State) -
     )
     updated = await state.schedules.update(schedule_id, changes)
     if updated is None:
-        raise ApiError(404, "schedule_not_found", f"no schedule with id {schedule_id!r}")
+        raise _not_found(schedule_id)
     return ScheduleOut.of(updated)
 
 
@@ -104,5 +105,5 @@ async def update_schedule(schedule_id: str, body: SchedulePatch, state: State) -
 async def delete_schedule(schedule_id: str, state: State) -> Response:
     """Stop firing (jobs it created stay)."""
     if not await state.schedules.delete(schedule_id):
-        raise ApiError(404, "schedule_not_found", f"no schedule with id {schedule_id!r}")
+        raise _not_found(schedule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
