@@ -88,7 +88,6 @@ class Tracing:
     def __init__(
         self, service: str, provider: TracerProvider | None = None, *, owned: bool = False
     ) -> None:
-        self.service = service
         self.provider = provider
         self._owned = owned
         self._tracer = provider.get_tracer(f"conveyor.{service}") if provider else None

@@ -29,7 +29,7 @@ from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job
 from conveyor_kernel.outbox import Outbox, forget_group, publish_all
 from conveyor_kernel.store import JobStore
-from conveyor_kernel.tracing import Tracing, current_traceparent
+from conveyor_kernel.tracing import Tracing
 
 log = get_logger(__name__)
 
@@ -37,7 +37,6 @@ log = get_logger(__name__)
 @dataclass
 class _Request:
     jobs: list[Job]
-    trace: str | None  # the enqueue span's, when tracing is on
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -80,7 +79,7 @@ class SubmitCommitter:
 
     async def commit(self, jobs: list[Job]) -> None:
         """Store ``jobs`` and have the broker confirm their messages, or raise."""
-        request = _Request(jobs, current_traceparent())
+        request = _Request(jobs)
         self._pending.append(request)
         self._wake.set()
         await asyncio.shield(request.done)
@@ -110,9 +109,10 @@ class SubmitCommitter:
         return batch
 
     async def _flush(self, batch: list[_Request]) -> None:
-        """One group write. Traced as a child of the first request's enqueue span,
-        linked to the others' (the writes are shared)."""
-        traces = [r.trace for r in batch if r.trace]
+        """One group write. Traced as a child of the first request's enqueue span
+        (its jobs carry that span's context), linked to the others' (the writes
+        are shared)."""
+        traces = [trace for r in batch if (trace := r.jobs[0].trace)]
         with self._tracing.span(
             "commit jobs",
             parent=traces[0] if traces else None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Header
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from conveyor_api.problems import ApiError
 from conveyor_api.state import AppState
@@ -86,18 +88,7 @@ async def enqueue(
     check_submissions(state, subs)
     if not state.publisher.ready:
         raise BrokerUnavailableError("broker connection is not open")
-    types = sorted({s.type for s in subs})
-    with state.tracing.span(
-        f"enqueue {types[0] if len(types) == 1 else 'batch'}",
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": state.topology.jobs_exchange,
-            "messaging.batch.message_count": len(subs),
-            "conveyor.job.type": ",".join(types)[:200],
-        },
-    ) as span:
+    with _enqueue_span(state, subs) as span:
         timeout = state.settings.default_job_timeout_s
         trace = current_traceparent() if span is not None else None
         jobs = [
@@ -122,6 +113,26 @@ async def enqueue(
         state.metrics.submitted.labels(job.type, str(job.priority)).inc()
     log.info("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)
     return jobs
+
+
+def _enqueue_span(
+    state: AppState, subs: list[JobSubmission]
+) -> AbstractContextManager[Span | None]:
+    """The request's PRODUCER span (its jobs keep its context); nothing when off."""
+    if not state.tracing.enabled:
+        return contextlib.nullcontext()
+    types = sorted({s.type for s in subs})
+    return state.tracing.span(
+        f"enqueue {types[0] if len(types) == 1 else 'batch'}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": state.topology.jobs_exchange,
+            "messaging.batch.message_count": len(subs),
+            "conveyor.job.type": ",".join(types)[:200],
+        },
+    )
 
 
 async def enqueue_once(
