@@ -36,6 +36,7 @@ from tests.chaos.reckoning import (
 from tests.chaos.stack import ChaosStack
 from tests.infra import Infra, free_port
 from tests.receivers import Receiver
+from tests.stack import wait_ready
 
 ADMIN_KEY = "chaos-admin-" + secrets.token_hex(24)
 
@@ -158,7 +159,7 @@ async def run(scenario: Scenario, infra: Infra, workdir: Path) -> Reckoning:
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     try:
         async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as client:
-            await stack.wait_ready(client)
+            await wait_ready(client, 120)
             requests = plan(scenario.jobs, scenario.seed, receiver.url, namespace)
             deadline = time.monotonic() + scenario.deadline_s
             submitter = Submitter(client, deadline)

@@ -10,10 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from tests.infra import Infra
-from tests.stack import wait_ready
 
 
 @dataclass
@@ -72,9 +69,6 @@ class ChaosStack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
-
-    async def wait_ready(self, client: httpx.AsyncClient, timeout: float = 120) -> None:
-        await wait_ready(client, timeout)
 
     async def restart_broker(self) -> None:
         await asyncio.to_thread(self.infra.broker.stop)
