@@ -108,6 +108,33 @@ def breakdown(counts: dict[str, float] | None, jobs: int) -> str:
     return ", ".join(f"{k} {v / jobs:.2f}" for k, v in parts) or "none"
 
 
+CPU_PARTS = ("api", "workers", "notifier", "rabbitmq", "store", "client", "total_less_client")
+
+
+def cpu_table(runs: list[RunResult]) -> list[str]:
+    """CPU ms per job by process group, first submit to last result (bench/cpu.py)."""
+    measured = [r for r in runs if not r.error and r.cpu_ms]
+    if not measured:
+        return []
+    names = [r.system for r in measured]
+    lines = [
+        "",
+        "CPU per job (ms, user + system, first submit to last result; "
+        "rabbitmq and store are the whole servers):",
+        "",
+        "| Part | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for part in CPU_PARTS:
+        cells = [
+            fmt((r.cpu_ms or {}).get(part), 2) if part in (r.cpu_ms or {}) else "-"
+            for r in measured
+        ]
+        label = "total less client" if part == "total_less_client" else part
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(main: list[RunResult], scaling: list[RunResult], args: argparse.Namespace) -> str:
     lines = [
         f"Conveyor vs Celery: {args.jobs:,} no-op jobs, {args.workers} worker processes each, "
@@ -147,6 +174,7 @@ def report(main: list[RunResult], scaling: list[RunResult], args: argparse.Names
             extra = sum(r.extra_commands.values()) / r.accepted
             lines.append(f"    + notifier: {extra:.2f} = {breakdown(r.extra_commands, r.accepted)}")
         lines.extend(f"    note: {n}" for n in r.notes)
+    lines.extend(cpu_table(main))
     if scaling:
         lines += [
             "",

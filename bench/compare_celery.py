@@ -31,6 +31,7 @@ from compare_common import (
     wait_done,
     with_db,
 )
+from cpu import CpuMeter, per_job_ms
 
 BENCH = Path(__file__).resolve().parent
 
@@ -126,6 +127,7 @@ async def run_celery(spec: RunSpec, result: RunResult) -> None:
         spec.mongodb_url, tz_aware=True, appname="celery-bench"
     )
     log(tag, f"queue {queue}, logs {log_path}")
+    meter: CpuMeter | None = None
     try:
         async with asyncio.timeout(spec.deadline_s):
             procs.append(
@@ -135,6 +137,7 @@ async def run_celery(spec: RunSpec, result: RunResult) -> None:
             )
             await wait_consumer(spec.amqp_url, queue, alive)
 
+            meter = CpuMeter({"workers": [procs[0].pid]}).__enter__()
             start = time.perf_counter()
             start_wall = time.time()
             await asyncio.to_thread(submit, app.tasks[TASK_NAME], result, spec.clients, stop)
@@ -154,7 +157,12 @@ async def run_celery(spec: RunSpec, result: RunResult) -> None:
             assert last is not None
             # Celery stores date_done in UTC; the tz-aware client hands it back as such.
             result.end_to_end_s = last["date_done"].timestamp() - start_wall
+            meter.__exit__()
+            cpu = meter.between(start_wall, start_wall + result.end_to_end_s)
+            result.cpu_ms = per_job_ms(cpu, result.accepted)
     finally:
+        if meter is not None:
+            meter.__exit__()
         stop.set()
         # Warm shutdown: the pool processes write their counts as they exit.
         await asyncio.to_thread(stop_processes, procs, groups=True)

@@ -55,6 +55,8 @@ class RunResult:
     # counted (None: not measurable); extra_commands: processes reported apart.
     store_commands: dict[str, float] | None = None
     extra_commands: dict[str, float] | None = None
+    # CPU ms per job by process group over first submit .. last result (bench/cpu.py).
+    cpu_ms: dict[str, float] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 

@@ -26,6 +26,7 @@ from compare_common import (
     sweep_rabbit,
     wait_done,
 )
+from cpu import CpuMeter, per_job_ms
 
 
 async def wait_ready(
@@ -98,6 +99,7 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
         spec.mongodb_url, tz_aware=True, appname="conveyor-bench"
     )
     log(tag, f"namespace {ns}, logs {log_path}")
+    meter: CpuMeter | None = None
     try:
         async with asyncio.timeout(spec.deadline_s):
             spawn("conveyor_api.main")
@@ -122,6 +124,12 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 before = await scrape_store_commands(core)
                 before_n = await scrape_store_commands(notifier)
 
+                groups = {
+                    "api": [procs[0].pid],
+                    "workers": [p.pid for p in procs[1:-1]],
+                    "notifier": [procs[-1].pid],
+                }
+                meter = CpuMeter(groups).__enter__()
                 start = time.perf_counter()
                 start_wall = time.time()
                 await submit(api, result, spec.clients)
@@ -140,6 +148,9 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 last = await jobs.find_one({"status": "completed"}, sort=[("finished_at", -1)])
                 assert last is not None
                 result.end_to_end_s = last["finished_at"].timestamp() - start_wall
+                meter.__exit__()
+                cpu = meter.between(start_wall, start_wall + result.end_to_end_s)
+                result.cpu_ms = per_job_ms(cpu, result.accepted)
 
                 # Trailing work (event outbox, the notifier's fan-out) settles first.
                 after, after_n = await settled_counts(core, notifier)
@@ -148,6 +159,8 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 if before_n is not None and after_n is not None:
                     result.extra_commands = diff_counts(after_n, before_n)
     finally:
+        if meter is not None:
+            meter.__exit__()
         await asyncio.to_thread(stop_processes, procs)
         logs.close()
         await mongo.drop_database(db)

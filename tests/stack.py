@@ -77,7 +77,7 @@ class Stack:
             "CONVEYOR_MONGODB_DB": self.db_name,
             "CONVEYOR_NAMESPACE": self.namespace,
             "CONVEYOR_LOG_JSON": "true",
-            "CONVEYOR_LOG_LEVEL": "INFO",
+            "CONVEYOR_LOG_LEVEL": "DEBUG",
             "CONVEYOR_OUTBOX_GRACE_S": "3",
             "CONVEYOR_STATS_MAX_AGE_S": "0",  # counts as of the request (tests assert them)
             "CONVEYOR_ADMIN_KEY": ADMIN_KEY,

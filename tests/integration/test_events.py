@@ -58,10 +58,13 @@ async def test_staged_event_is_relayed_only_if_its_transition_landed(
         await connection.close()
 
 
+TO_ALL = {"email": {"to": ["ops@example.com"], "events": ["job.retrying", "job.completed"]}}
+
+
 async def test_worker_publishes_one_event_per_finished_attempt(stack: Stack, amqp) -> None:
     await stack.start_api()
     await stack.start_worker()
-    job = await stack.submit("fail", max_retries=1, backoff={"base_s": 0.1})
+    job = await stack.submit("fail", max_retries=1, backoff={"base_s": 0.1}, notify=TO_ALL)
     await stack.wait_job(job["id"])
     first = json.loads((await next_event(amqp, stack.namespace)).body)
     second = json.loads((await next_event(amqp, stack.namespace)).body)
@@ -82,3 +85,31 @@ async def test_events_can_be_switched_off(stack: Stack, amqp) -> None:
     )
     assert resp.status_code == 422
     assert resp.json()["error"]["code"] == "events_disabled"
+
+
+async def test_no_event_is_published_where_nothing_consumes_it(stack: Stack, amqp, mongo) -> None:
+    """No subscription, no notify, no stream client: the event gate keeps the event
+    (and its place on ``emitted``) back; a subscription opens it for its types."""
+    await stack.start_api()
+    await stack.start_worker()
+    quiet = await stack.submit("echo")
+    await stack.wait_job(quiet["id"])
+    with pytest.raises(AssertionError, match="nothing arrived"):
+        await next_event(amqp, stack.namespace, timeout=1)
+    stored = await mongo[stack.db_name]["jobs"].find_one({"_id": quiet["id"]})
+    assert stored["status"] == "completed"
+    assert stored["emitted"] == []
+
+    resp = await stack.client.post(
+        "/v1/webhooks", json={"url": "https://example.com/hook", "events": ["job.completed"]}
+    )
+    assert resp.status_code == 201, resp.text
+    wanted = await stack.submit("echo")
+    await stack.wait_job(wanted["id"])
+    event = json.loads((await next_event(amqp, stack.namespace)).body)
+    assert event["id"] == f"{wanted['id']}.1.completed"
+    # A type no subscription wants stays quiet.
+    failed = await stack.submit("fail-absolute", max_retries=0)
+    assert (await stack.wait_job(failed["id"]))["status"] == "failed"
+    with pytest.raises(AssertionError, match="nothing arrived"):
+        await next_event(amqp, stack.namespace, timeout=1)

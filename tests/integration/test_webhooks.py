@@ -28,9 +28,15 @@ LOCAL = json.dumps(["127.0.0.1/32"])
 FAST = json.dumps([0.3, 0.6, 1.0])
 
 
-async def start(stack: Stack, *, api: dict[str, Any] | None = None, **notifier: Any) -> None:
+async def start(
+    stack: Stack,
+    *,
+    api: dict[str, Any] | None = None,
+    worker: dict[str, Any] | None = None,
+    **notifier: Any,
+) -> None:
     await stack.start_api(webhook_secret=SECRET, **(api or {}))
-    await stack.start_worker()
+    await stack.start_worker(**(worker or {}))
     notifier.setdefault("notify_allowed_networks", LOCAL)
     notifier.setdefault("notify_retry_schedule_s", FAST)
     notifier.setdefault("webhook_secret", SECRET)
@@ -118,7 +124,9 @@ async def test_retry_after_is_honoured(stack: Stack, httpserver: HTTPServer):
 
 async def test_gone_disables_the_subscription(stack: Stack, httpserver: HTTPServer):
     receiver = Receiver(httpserver, replies=[Response("bye", 410)])
-    await start(stack)
+    # The event gate open: the second job's event reaches the notifier (and finds the
+    # subscription disabled) however soon the worker would have learnt of the change.
+    await start(stack, worker={"events_gate_refresh_s": 0})
     sub = await subscribe(stack, receiver.url, "job.completed")
     job = await stack.submit("echo")
     (delivery,) = await stack.deliveries(job["id"])

@@ -24,6 +24,7 @@ from pymongo import AsyncMongoClient, IndexModel
 
 from conveyor_kernel.broker import Publisher
 from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.eventgate import EventGate
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import Job, JobStatus, utcnow
 from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
@@ -88,9 +89,14 @@ class JobEvent(BaseModel):
         )
 
 
+def event_kind(job: Job) -> EventType | None:
+    """The type of the event ``job``'s current state announces, if any."""
+    return _KIND_OF_STATUS.get(job.status)
+
+
 def job_event(job: Job, public_url: str) -> JobEvent | None:
     """The event ``job``'s current state announces, if any."""
-    kind = _KIND_OF_STATUS.get(job.status)
+    kind = event_kind(job)
     if kind is None:
         return None
     result, omitted = job.result, False
@@ -131,15 +137,21 @@ class Events:
         *,
         public_url: str,
         enabled: bool = True,
+        gate: EventGate | None = None,
     ) -> None:
         self._col = client[db_name][EVENT_OUTBOX_COLLECTION]
         self._publisher = publisher
         self.public_url = public_url
         self.enabled = enabled
+        self.gate = gate  # None: publish every event (the API's rare transitions)
 
     @classmethod
     async def open(
-        cls, client: AsyncMongoClient[Document], settings: ConveyorSettings, publisher: Publisher
+        cls,
+        client: AsyncMongoClient[Document],
+        settings: ConveyorSettings,
+        publisher: Publisher,
+        gate: EventGate | None = None,
     ) -> Events:
         """As configured by ``settings``, with its indexes in place (waits for MongoDB)."""
         events = cls(
@@ -148,6 +160,7 @@ class Events:
             publisher,
             public_url=settings.public_url,
             enabled=settings.events_enabled,
+            gate=gate,
         )
         await retry_until_ready("mongodb", events.ensure_indexes, (StoreUnavailableError,))
         return events
@@ -156,8 +169,15 @@ class Events:
         await create_missing_indexes(self._col, [IndexModel("created_at")])
 
     def new_event(self, job: Job) -> JobEvent | None:
-        """The event ``job``'s state announces, unless off or already emitted."""
-        event = job_event(job, self.public_url) if self.enabled else None
+        """The event ``job``'s state announces, unless off, already emitted or wanted
+        by nobody (:mod:`conveyor_kernel.eventgate`)."""
+        if not self.enabled:
+            return None
+        if self.gate is not None:
+            kind = event_kind(job)
+            if kind is None or not self.gate.wants(job, kind):
+                return None
+        event = job_event(job, self.public_url)
         return None if event is None or event.id in job.emitted else event
 
     def with_event(self, job: Job) -> tuple[Job, JobEvent | None]:

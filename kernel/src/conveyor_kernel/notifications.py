@@ -114,6 +114,12 @@ class SubscriptionStore:
             docs = await self._col.find({}).sort("created_at", 1).to_list()
         return [self._load(d) for d in docs]
 
+    async def wanted_event_types(self) -> frozenset[EventType]:
+        """The event types some enabled subscription wants (no secrets read)."""
+        async with store_errors():
+            docs = await self._col.find({"enabled": True}, {"events": 1}).to_list()
+        return frozenset(EventType(e) for d in docs for e in d.get("events", ()))
+
     async def matching(self, event_type: EventType) -> list[Subscription]:
         """Enabled subscriptions that want ``event_type``."""
         async with store_errors():

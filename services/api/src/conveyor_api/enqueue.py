@@ -111,7 +111,7 @@ async def enqueue(
         state.live.emit(*(live.queued(job) for job in jobs))
     for job in jobs:
         state.metrics.submitted.labels(job.type, str(job.priority)).inc()
-    log.info("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)
+    log.debug("jobs accepted", count=len(jobs), first_job_id=jobs[0].id, type=jobs[0].type)
     return jobs
 
 

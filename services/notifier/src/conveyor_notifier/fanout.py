@@ -109,7 +109,7 @@ class Fanout:
             await settle(message.reject(requeue=False))
             return
         self._metrics.events.labels(event.type.value).inc()
-        log.info("event fanned out", event_type=event.type.value, deliveries=published)
+        log.debug("event fanned out", event_type=event.type.value, deliveries=published)
         await settle(message.ack())
 
     async def _fan_out(self, event: JobEvent) -> int:

@@ -16,6 +16,7 @@ from functools import partial
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
+from conveyor_kernel import runtime
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import configure_logging, get_logger
@@ -174,7 +175,7 @@ async def on_control(message: AbstractIncomingMessage, invalidate: Callable[[], 
 def main() -> None:
     settings = load_settings(NotifierSettings, "conveyor-notifier")
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings))
+    runtime.run(run(settings))
 
 
 if __name__ == "__main__":

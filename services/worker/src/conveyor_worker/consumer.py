@@ -33,10 +33,12 @@ from conveyor_kernel.errors import (
     DocumentRefusedError,
     StoreUnavailableError,
 )
+from conveyor_kernel.eventgate import EventGate
 from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.machine import Defer, Outcome, Repair, Run, Skip, Write, admit
 from conveyor_kernel.model import AttemptOutcome, Job, JobEnvelope, utcnow
+from conveyor_kernel.notifications import SUBSCRIPTIONS_CHANGED
 from conveyor_kernel.registry import HandlerRegistry, JobContext, UnknownJobTypeError
 from conveyor_kernel.store import JobStore
 from conveyor_kernel.topology import delay_tier
@@ -67,6 +69,7 @@ class JobConsumer:
         *,
         liveness: Liveness,
         live: LiveFeed,
+        gate: EventGate,
         tracing: Tracing,
         worker_id: str,
         metrics: WorkerMetrics,
@@ -83,6 +86,7 @@ class JobConsumer:
         self._liveness = liveness
         self._outcomes = OutcomeWriter(store, committer, metrics)
         self._live = live
+        self._gate = gate
         self._tracing = tracing
         self._worker_id = worker_id
         self._running: dict[asyncio.Task[None], JobContext | None] = {}
@@ -110,6 +114,9 @@ class JobConsumer:
         try:
             body = json.loads(message.body)
             if isinstance(body, dict) and self._live.on_control(body):
+                return
+            if isinstance(body, dict) and body.get("action") == SUBSCRIPTIONS_CHANGED:
+                self._gate.invalidate()
                 return
             action, job_id = body["action"], str(body["job_id"])
         except (ValueError, KeyError, TypeError):
@@ -190,7 +197,7 @@ class JobConsumer:
         )
         task = asyncio.current_task()
         self._running[task] = ctx  # type: ignore[index]
-        log.info("attempt started", number=run.attempt.number)
+        log.debug("attempt started", number=run.attempt.number)
         if self._live.watched:
             self._live.emit(live.started(job, run.attempt.number, run.attempt.started_at))
         self._metrics.attempt_started(env)

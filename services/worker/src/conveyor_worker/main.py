@@ -12,10 +12,12 @@ from typing import Protocol
 
 import aiormq
 
+from conveyor_kernel import runtime
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.commit import Committer
 from conveyor_kernel.errors import StoreUnavailableError
+from conveyor_kernel.eventgate import EventGate
 from conveyor_kernel.events import Events
 from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import configure_logging, get_logger
@@ -56,16 +58,18 @@ async def run(
     cancellations = Cancellations(mongo, settings.mongodb_db)
     for collection in (store, outbox, cancellations):
         await retry_until_ready("mongodb", collection.ensure_indexes, (StoreUnavailableError,))
-    name = f"conveyor-worker {settings.worker_id}"
     publish_conn = await retry_until_ready(
-        "rabbitmq", lambda: connect(settings.amqp_url, f"{name} publish"), BROKER_ERRORS
+        "rabbitmq",
+        lambda: connect(settings.amqp_url, _conn_name(settings, "publish")),
+        BROKER_ERRORS,
     )
-    consume_conn = await connect(settings.amqp_url, f"{name} consume")
+    consume_conn = await connect(settings.amqp_url, _conn_name(settings, "consume"))
     publisher = Publisher(publish_conn, topology, settings.publish_timeout_s)
     await publisher.open()
-    events = await Events.open(mongo, settings, publisher)
     live_feed = LiveFeed(publish_conn, topology)
     await live_feed.open()
+    gate = EventGate.start_for(mongo, settings, lambda: live_feed.watched)
+    events = await Events.open(mongo, settings, publisher, gate)
     channel = await consume_conn.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)
     channel.close_callbacks.add(_log_channel_closed)
@@ -83,6 +87,7 @@ async def run(
         registry,
         liveness=liveness,
         live=live_feed,
+        gate=gate,
         tracing=tracing,
         worker_id=settings.worker_id,
         metrics=metrics,
@@ -123,6 +128,7 @@ async def run(
     with contextlib.suppress(*BROKER_ERRORS):
         await queue.cancel(tag)
     await cancel_tasks([relay])
+    await gate.stop()
     await cancels.stop()
     await consumer.drain(settings.worker_shutdown_grace_s)
     await close_quietly(channel, control_channel, live_feed, publisher, consume_conn, publish_conn)
@@ -131,6 +137,10 @@ async def run(
     await mongo.close()
     await tracing.shutdown()
     log.info("worker stopped")
+
+
+def _conn_name(settings: WorkerSettings, role: str) -> str:
+    return f"conveyor-worker {settings.worker_id} {role}"
 
 
 async def close_quietly(*closables: Closable) -> None:
@@ -153,7 +163,7 @@ def _log_channel_closed(_channel: object, exc: BaseException | None) -> None:
 def main() -> None:
     settings = load_settings(WorkerSettings, "conveyor-worker")
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings))
+    runtime.run(run(settings))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class OutcomeWriter:
         )
         if stored is not None:
             self.count_parked(stored)
-        log.info(
+        log.debug(
             "attempt finished",
             outcome=outcome.outcome.value,
             error=outcome.error,
