@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: install infra-up infra-down infra-status browser run test chaos test-unit lint validate-deploy fmt bench clean
+.PHONY: install infra-up infra-down infra-status browser run test chaos test-unit lint validate-deploy fmt bench profile clean
 
 install:            ## install Python deps from the lock file (and uv itself if missing)
 	@scripts/bootstrap.sh
@@ -48,6 +48,9 @@ chaos: install infra-up  ## 10,000 jobs through kills and restarts, then the rec
 
 bench: install infra-up  ## Conveyor vs Celery side by side (see bench/README.md)
 	@$(UV) run --frozen python bench/compare.py $(BENCH_ARGS)
+
+profile: install infra-up  ## py-spy flame graphs of the API, workers and notifier under the bench's load
+	@$(UV) run --frozen python bench/compare.py --systems conveyor --no-scaling --jobs 5000 --profile bench/results/profile $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

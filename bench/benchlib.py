@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -96,8 +98,17 @@ def completed_event(webhook_url: str, payload: dict[str, object] | None = None) 
     return event
 
 
+def echo_body(i: int) -> dict[str, Any]:
+    return {"type": "echo", "payload": {"i": i}}
+
+
 async def post_echo_jobs(
-    base_url: str, jobs: int, clients: int, latencies: list[float], statuses: dict[int, int]
+    base_url: str,
+    jobs: int,
+    clients: int,
+    latencies: list[float],
+    statuses: dict[int, int],
+    body_of: Callable[[int], dict[str, Any]] = echo_body,
 ) -> None:
     """``POST /v1/jobs`` of ``jobs`` echo jobs from ``clients`` concurrent submitters,
     appending each round trip to ``latencies`` and counting answers in ``statuses``
@@ -117,9 +128,7 @@ async def post_echo_jobs(
             for i in counter:
                 t0 = time.perf_counter()
                 try:
-                    async with session.post(
-                        "/v1/jobs", json={"type": "echo", "payload": {"i": i}}
-                    ) as resp:
+                    async with session.post("/v1/jobs", json=body_of(i)) as resp:
                         await resp.read()
                         code = resp.status
                 except (aiohttp.ClientError, TimeoutError) as exc:

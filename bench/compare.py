@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -62,7 +63,23 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--scaling-jobs", type=int, default=5000)
     ap.add_argument("--scaling-workers", default="1,2,4", help="comma-separated process counts")
+    ap.add_argument(
+        "--io-scaling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Conveyor's I/O-bound series: sleep jobs over --io-workers processes",
+    )
+    ap.add_argument("--io-workers", default="1,2,4,8", help="comma-separated process counts")
+    ap.add_argument("--io-jobs", type=int, default=4000)
+    ap.add_argument("--io-sleep-ms", type=int, default=50)
     ap.add_argument("--systems", default="conveyor,celery", help="run only some (debugging)")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy flame graphs of Conveyor's API, workers and notifier (main run) into DIR",
+    )
     add_server_args(ap)
     ap.add_argument(
         "--rabbitmq-api",
@@ -133,6 +150,37 @@ def cpu_table(runs: list[RunResult]) -> list[str]:
         label = "total less client" if part == "total_less_client" else part
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def io_table(runs: list[RunResult], args: argparse.Namespace) -> str:
+    """The I/O-bound series: jobs/s per worker count, the CPU it used of the
+    machine's cores, and the part that spends the most CPU per job."""
+    if not runs:
+        return ""
+    cores = os.cpu_count() or 1
+    lines = [
+        "",
+        "",
+        f"I/O-bound scaling (Conveyor): {args.io_jobs:,} sleep jobs of {args.io_sleep_ms} ms, "
+        f"{args.worker_concurrency} in flight per worker process",
+        "",
+        "| Worker processes | End-to-end (jobs/s) | Ideal (jobs/s) | CPU used (of "
+        f"{cores} cores) | Costliest part (ms/job) |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for r in runs:
+        ideal = r.workers * args.worker_concurrency * 1000 / args.io_sleep_ms
+        if r.error or not r.cpu_ms:
+            lines.append(f"| {r.workers} | {cell(r)} | {ideal:,.0f} | | |")
+            continue
+        parts = {k: v for k, v in r.cpu_ms.items() if k in CPU_PARTS[:-1]}
+        top = max(parts, key=lambda k: parts[k])
+        used = r.cpu_ms["total"] * r.end_to_end_rate / 1000
+        lines.append(
+            f"| {r.workers} | {fmt(r.end_to_end_rate)} | {ideal:,.0f} "
+            f"| {used:.2f} ({used / cores:.0%}) | {top} {parts[top]:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def report(main: list[RunResult], scaling: list[RunResult], args: argparse.Namespace) -> str:
@@ -208,6 +256,7 @@ async def main() -> int:
         mongodb_url=args.mongodb_url,
         rabbit_api=args.rabbitmq_api,
         out_dir=out_dir,
+        profile_dir=args.profile,
     )
     task = asyncio.current_task()
     assert task is not None
@@ -226,6 +275,7 @@ async def main() -> int:
     path = out_dir / f"compare-{started}.json"
     main_runs: list[RunResult] = []
     scaling_runs: list[RunResult] = []
+    io_runs: list[RunResult] = []
 
     def save(table: str | None = None) -> None:
         """After every run, so that an interrupted run keeps what it measured."""
@@ -235,6 +285,7 @@ async def main() -> int:
             "config": vars(args),
             "main": [r.to_json() for r in main_runs],
             "scaling": [r.to_json() for r in scaling_runs],
+            "io_scaling": [r.to_json() for r in io_runs],
             "table": table,
         }
         path.write_text(json.dumps(body, indent=2))
@@ -243,17 +294,25 @@ async def main() -> int:
         for name, runner in chosen:
             main_runs.append(await run_one(name, runner, spec))
             save()
+        conveyor = [(n, r) for n, r in chosen if n == "Conveyor"]
+        for w in (int(x) for x in args.io_workers.split(",")) if args.io_scaling else ():
+            for name, runner in conveyor:
+                sub = replace(
+                    spec, jobs=args.io_jobs, workers=w, profile_dir=None, sleep_ms=args.io_sleep_ms
+                )
+                io_runs.append(await run_one(name, runner, sub))
+                save()
         for w in (int(x) for x in args.scaling_workers.split(",")) if args.scaling else ():
             for name, runner in chosen:
-                sub = replace(spec, jobs=args.scaling_jobs, workers=w)
+                sub = replace(spec, jobs=args.scaling_jobs, workers=w, profile_dir=None)
                 scaling_runs.append(await run_one(name, runner, sub))
                 save()
     finally:  # interrupted too: the runs that finished
-        table = report(main_runs, scaling_runs, args)
+        table = report(main_runs, scaling_runs, args) + io_table(io_runs, args)
         print(table)
         save(table)
         print(f"\nJSON: {path.relative_to(ROOT)}")
-    return 1 if any(r.error for r in main_runs + scaling_runs) else 0
+    return 1 if any(r.error for r in main_runs + scaling_runs + io_runs) else 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class RunSpec:
     mongodb_url: str
     rabbit_api: str
     out_dir: Path
+    profile_dir: Path | None = None  # py-spy flame graphs of Conveyor's services
+    sleep_ms: int = 0  # > 0: Conveyor runs `sleep` jobs of this length (I/O-bound series)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from benchlib import AUTH, free_port, post_echo_jobs, service_env
+from benchlib import AUTH, echo_body, free_port, post_echo_jobs, service_env
 from compare_common import (
     RunResult,
     RunSpec,
@@ -27,6 +27,7 @@ from compare_common import (
     wait_done,
 )
 from cpu import CpuMeter, per_job_ms
+from flames import Profiler
 
 
 async def wait_ready(
@@ -58,10 +59,18 @@ async def wait_consumers(client: httpx.AsyncClient, workers: int, alive: Any) ->
     return None
 
 
-async def submit(base_url: str, result: RunResult, clients: int) -> None:
-    """``POST /v1/jobs`` of N echo jobs from ``clients`` concurrent submitters."""
+async def submit(base_url: str, result: RunResult, clients: int, sleep_ms: int = 0) -> None:
+    """``POST /v1/jobs`` of N echo jobs (``sleep`` jobs of ``sleep_ms``, if set) from
+    ``clients`` concurrent submitters."""
     statuses: dict[int, int] = {}
-    await post_echo_jobs(base_url, result.jobs, clients, result.latencies, statuses)
+    body_of = echo_body
+    if sleep_ms:
+        seconds = sleep_ms / 1000
+
+        def body_of(i: int) -> dict[str, Any]:
+            return {"type": "sleep", "payload": {"seconds": seconds, "i": i}}
+
+    await post_echo_jobs(base_url, result.jobs, clients, result.latencies, statuses, body_of)
     result.accepted = statuses.get(202, 0)
     result.errors = result.jobs - result.accepted
     if result.errors:
@@ -100,6 +109,7 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
     )
     log(tag, f"namespace {ns}, logs {log_path}")
     meter: CpuMeter | None = None
+    profiler: Profiler | None = None
     try:
         async with asyncio.timeout(spec.deadline_s):
             spawn("conveyor_api.main")
@@ -130,9 +140,15 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                     "notifier": [procs[-1].pid],
                 }
                 meter = CpuMeter(groups).__enter__()
+                if spec.profile_dir is not None:
+                    profiler = Profiler(spec.profile_dir)
+                    profiler.start(
+                        {"api": procs[0].pid, "notifier": procs[-1].pid}
+                        | {f"worker-{i}": p.pid for i, p in enumerate(procs[1:-1])}
+                    )
                 start = time.perf_counter()
                 start_wall = time.time()
-                await submit(api, result, spec.clients)
+                await submit(api, result, spec.clients, spec.sleep_ms)
                 result.submit_s = time.perf_counter() - start
                 log(tag, f"{result.accepted} accepted in {result.submit_s:.1f} s")
 
@@ -149,6 +165,9 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 assert last is not None
                 result.end_to_end_s = last["finished_at"].timestamp() - start_wall
                 meter.__exit__()
+                if profiler is not None:
+                    svgs = await asyncio.to_thread(profiler.stop)
+                    result.notes.append(f"flame graphs: {', '.join(str(p) for p in svgs)}")
                 cpu = meter.between(start_wall, start_wall + result.end_to_end_s)
                 result.cpu_ms = per_job_ms(cpu, result.accepted)
 
@@ -161,6 +180,8 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
     finally:
         if meter is not None:
             meter.__exit__()
+        if profiler is not None:
+            await asyncio.to_thread(profiler.stop)
         await asyncio.to_thread(stop_processes, procs)
         logs.close()
         await mongo.drop_database(db)

@@ -101,7 +101,13 @@ async def traced(
         asyncio.create_task(server.serve()),
         asyncio.create_task(
             worker_main.run(
-                WorkerSettings(**common, worker_id="traced", metrics_port=0),
+                WorkerSettings(
+                    **common,
+                    worker_id="traced",
+                    metrics_port=0,
+                    # every event reaches the notifier (its span is the tests' sync point)
+                    events_gate_refresh_s=0,
+                ),
                 stop=stop,
                 tracing=tracing("conveyor-worker"),
             )
