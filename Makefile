@@ -50,7 +50,7 @@ bench: install infra-up  ## Conveyor vs Celery side by side (see bench/README.md
 	@$(UV) run --frozen python bench/compare.py $(BENCH_ARGS)
 
 profile: install infra-up  ## py-spy flame graphs of the API, workers and notifier under the bench's load
-	@$(UV) run --frozen python bench/compare.py --systems conveyor --no-scaling --jobs 5000 --profile bench/results/profile $(BENCH_ARGS)
+	@$(UV) run --frozen python bench/compare.py --systems conveyor --no-scaling --no-io-scaling --jobs 5000 --profile bench/results/profile $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -288,7 +288,7 @@ async def main() -> int:
             "io_scaling": [r.to_json() for r in io_runs],
             "table": table,
         }
-        path.write_text(json.dumps(body, indent=2))
+        path.write_text(json.dumps(body, indent=2, default=str))
 
     try:
         for name, runner in chosen:
