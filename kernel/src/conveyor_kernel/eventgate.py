@@ -54,17 +54,19 @@ class EventGate:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def start_for(
+    async def start_for(
         cls,
         client: AsyncMongoClient[Document],
         settings: ConveyorSettings,
         watched: Callable[[], bool],
     ) -> EventGate:
-        """The running gate ``settings`` configure (``events_gate_refresh_s = 0``: an
-        open gate, every event published)."""
+        """The running gate ``settings`` configure, its first read done (so a worker
+        knows the subscriptions before its first job); ``events_gate_refresh_s = 0``:
+        an open gate, every event published."""
         refresh_s = settings.events_gate_refresh_s
         gate = cls(SubscriptionStore(client, settings.mongodb_db), refresh_s, watched)
         if refresh_s > 0:
+            await gate.refresh()
             gate.start()
         return gate
 
@@ -102,13 +104,13 @@ class EventGate:
 
     async def _loop(self) -> None:
         while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self._refresh_s)
             try:
                 await self.refresh()
             except Exception:  # a bug must not leave the gate closed
                 log.exception("event gate: refresh failed; publishing every event")
                 self._wanted = None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self._refresh_s)
 
     async def stop(self) -> None:
         if self._task is not None:

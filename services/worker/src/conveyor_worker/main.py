@@ -68,7 +68,7 @@ async def run(
     await publisher.open()
     live_feed = LiveFeed(publish_conn, topology)
     await live_feed.open()
-    gate = EventGate.start_for(mongo, settings, lambda: live_feed.watched)
+    gate = await EventGate.start_for(mongo, settings, lambda: live_feed.watched)
     events = await Events.open(mongo, settings, publisher, gate)
     channel = await consume_conn.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)
