@@ -73,11 +73,7 @@ class EventGate:
     def wants(self, job: Job, kind: EventType) -> bool:
         if self._refresh_s <= 0:
             return True
-        notify = job.notify
-        if notify is not None and (
-            (notify.webhook is not None and kind in notify.webhook.events)
-            or (notify.email is not None and kind in notify.email.events)
-        ):
+        if job.notify is not None and job.notify.wants(kind):
             return True
         if self._watched():
             return True

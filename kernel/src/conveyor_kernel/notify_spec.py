@@ -87,3 +87,7 @@ class NotifySpec(BaseModel):
 
     webhook: WebhookTarget | None = None
     email: EmailTarget | None = None
+
+    def wants(self, kind: EventType) -> bool:
+        """Whether any of the job's own targets is sent events of ``kind``."""
+        return any(t is not None and kind in t.events for t in (self.webhook, self.email))
