@@ -74,6 +74,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--io-sleep-ms", type=int, default=50)
     ap.add_argument("--systems", default="conveyor,celery", help="run only some (debugging)")
     ap.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Conveyor's main run: N finished jobs stored before it, in bulk (cost must not "
+        "grow with them)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -257,6 +265,7 @@ async def main() -> int:
         rabbit_api=args.rabbitmq_api,
         out_dir=out_dir,
         profile_dir=args.profile,
+        preload=args.preload,
     )
     task = asyncio.current_task()
     assert task is not None
@@ -298,13 +307,18 @@ async def main() -> int:
         for w in (int(x) for x in args.io_workers.split(",")) if args.io_scaling else ():
             for name, runner in conveyor:
                 sub = replace(
-                    spec, jobs=args.io_jobs, workers=w, profile_dir=None, sleep_ms=args.io_sleep_ms
+                    spec,
+                    jobs=args.io_jobs,
+                    workers=w,
+                    profile_dir=None,
+                    sleep_ms=args.io_sleep_ms,
+                    preload=0,
                 )
                 io_runs.append(await run_one(name, runner, sub))
                 save()
         for w in (int(x) for x in args.scaling_workers.split(",")) if args.scaling else ():
             for name, runner in chosen:
-                sub = replace(spec, jobs=args.scaling_jobs, workers=w, profile_dir=None)
+                sub = replace(spec, jobs=args.scaling_jobs, workers=w, profile_dir=None, preload=0)
                 scaling_runs.append(await run_one(name, runner, sub))
                 save()
     finally:  # interrupted too: the runs that finished

@@ -41,6 +41,7 @@ class RunSpec:
     out_dir: Path
     profile_dir: Path | None = None  # py-spy flame graphs of Conveyor's services
     sleep_ms: int = 0  # > 0: Conveyor runs `sleep` jobs of this length (I/O-bound series)
+    preload: int = 0  # Conveyor: finished jobs stored before the run (bench/preload.py)
 
 
 @dataclass

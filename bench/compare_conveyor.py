@@ -28,6 +28,7 @@ from compare_common import (
 )
 from cpu import CpuMeter, per_job_ms
 from flames import Profiler
+from preload import preload
 
 
 async def wait_ready(
@@ -112,6 +113,9 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
     profiler: Profiler | None = None
     try:
         async with asyncio.timeout(spec.deadline_s):
+            if spec.preload:
+                took = await preload(mongo, db, spec.preload)
+                log(tag, f"{spec.preload:,} finished jobs preloaded in {took:.1f} s")
             spawn("conveyor_api.main")
             for i, p in enumerate(worker_ports):
                 spawn(
@@ -153,14 +157,11 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 log(tag, f"{result.accepted} accepted in {result.submit_s:.1f} s")
 
                 jobs = mongo[db]["jobs"]
-                await wait_done(
-                    tag,
-                    spec.amqp_url,
-                    work_queue,
-                    lambda: jobs.count_documents({"status": "completed"}),
-                    result.accepted,
-                    alive,
-                )
+
+                async def completed() -> int:  # less the preloaded ones
+                    return await jobs.count_documents({"status": "completed"}) - spec.preload
+
+                await wait_done(tag, spec.amqp_url, work_queue, completed, result.accepted, alive)
                 last = await jobs.find_one({"status": "completed"}, sort=[("finished_at", -1)])
                 assert last is not None
                 result.end_to_end_s = last["finished_at"].timestamp() - start_wall

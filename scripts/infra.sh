@@ -194,9 +194,9 @@ SQL
   if ! su postgres -c "psql -qAtc \"SELECT 1 FROM pg_database WHERE datname = '$PG_DB'\"" | grep -q 1; then
     su postgres -c "createdb -O $PG_USER $PG_DB"
   fi
-  # Indexed `_id` lookups (see scripts/ferretdb_id_index.sql). The role setting
+  # Indexed equality lookups (see scripts/ferretdb_indexes.sql). The role setting
   # reaches new connections only, so a running FerretDB restarts when it changes.
-  su postgres -c "psql -qAt -v ON_ERROR_STOP=1 -d $PG_DB" <"$ROOT/scripts/ferretdb_id_index.sql" >/dev/null
+  su postgres -c "psql -qAt -v ON_ERROR_STOP=1 -d $PG_DB" <"$ROOT/scripts/ferretdb_indexes.sql" >/dev/null
   local mode
   mode="$(su postgres -c "psql -qAtc \"SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
     WHERE r.rolname = '$PG_USER' AND 'plan_cache_mode=force_custom_plan' = ANY (s.setconfig)\"")"

@@ -79,10 +79,10 @@ class Stack:
             "CONVEYOR_LOG_JSON": "true",
             "CONVEYOR_LOG_LEVEL": "DEBUG",
             "CONVEYOR_OUTBOX_GRACE_S": "3",
-            "CONVEYOR_STATS_MAX_AGE_S": "0",  # counts as of the request (tests assert them)
             "CONVEYOR_ADMIN_KEY": ADMIN_KEY,
             "CONVEYOR_SECRETS_KEY": SECRETS_KEY,
             "CONVEYOR_RATE_LIMIT_PER_S": "0",  # unlimited unless a test sets a limit
+            "CONVEYOR_COUNTS_FLUSH_S": "0.2",  # /v1/stats shows workers' changes soon
             "PYTHONUNBUFFERED": "1",
         }
         env |= {f"CONVEYOR_{k.upper()}": str(v) for k, v in overrides.items()}
@@ -169,6 +169,21 @@ class Stack:
             if job["status"] in statuses:
                 return job
             assert time.monotonic() < deadline, f"job stuck in {job['status']}: {job}"
+            await asyncio.sleep(0.1)
+
+    async def stats_until(
+        self, done: Callable[[dict[str, Any]], bool], timeout: float = 30
+    ) -> dict[str, Any]:
+        """``GET /v1/stats`` until ``done`` holds: other processes' count changes
+        reach the API within CONVEYOR_COUNTS_FLUSH_S."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = await self.client.get("/v1/stats")
+            assert resp.status_code == 200, resp.text
+            stats: dict[str, Any] = resp.json()
+            if done(stats):
+                return stats
+            assert time.monotonic() < deadline, f"stats never got there: {stats}"
             await asyncio.sleep(0.1)
 
     def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

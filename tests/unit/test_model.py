@@ -131,8 +131,16 @@ def test_to_document_uses_underscore_id() -> None:
 def test_document_round_trip() -> None:
     job = make_job(attempts=[attempt(1, AttemptOutcome.FAILED)], status=JobStatus.RUNNING)
     back = Job.model_validate(job.to_document())
-    assert back == job
+    assert back.model_dump() == job.model_dump()
     assert back.attempts[0].outcome is AttemptOutcome.FAILED
+    assert back.base_status is JobStatus.RUNNING  # as read: what its next write moves from
+
+
+def test_a_transition_remembers_the_status_it_moves_from() -> None:
+    job = make_job(status=JobStatus.QUEUED)
+    moved = job.model_copy(update={"status": JobStatus.RUNNING})
+    assert (moved.status, moved.base_status) == (JobStatus.RUNNING, JobStatus.QUEUED)
+    assert moved.rebased().base_status is JobStatus.RUNNING
 
 
 def test_to_submission_round_trip() -> None:

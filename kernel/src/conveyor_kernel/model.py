@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from conveyor_kernel.documents import check_value
 from conveyor_kernel.notify_spec import NotifySpec
@@ -30,6 +38,22 @@ def utcnow() -> datetime:
     """Now, in UTC, truncated to the millisecond precision MongoDB stores."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+EXPIRY_BUCKET_S = 10  # the retention sweep's unit of work (conveyor_kernel.retention)
+
+
+def expiry_bucket_start(at: datetime) -> datetime:
+    """The start of the expiry bucket ``at`` falls in."""
+    at = at.astimezone(UTC)
+    return at.replace(second=at.second // EXPIRY_BUCKET_S * EXPIRY_BUCKET_S, microsecond=0)
+
+
+def expiry_bucket(at: datetime) -> str:
+    """The stored key of the expiry bucket ``at`` falls in (``2026-12-07T11:50:10Z``):
+    the retention sweep finds due jobs by equality on it, which every MongoDB-wire
+    server can serve from an index, instead of a range scan over all jobs."""
+    return expiry_bucket_start(at).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_job_id() -> str:
@@ -211,6 +235,9 @@ class Job(BaseModel):
     """A job as stored in MongoDB (``_id`` is ``id``) and returned by the API."""
 
     model_config = ConfigDict(populate_by_name=True)
+    # The status this job had at its ``rev`` (as read, published or last written);
+    # kept through model_copy, so a transition knows the status it moves from.
+    _base_status: JobStatus | None = PrivateAttr(default=None)
 
     id: str = Field(alias="_id")
     type: str
@@ -294,8 +321,24 @@ class Job(BaseModel):
             trace=trace,
         )
 
+    def model_post_init(self, context: Any, /) -> None:
+        self._base_status = self.status
+
+    @property
+    def base_status(self) -> JobStatus:
+        """The status at ``rev``: what the job's counts move from when it is written."""
+        return self._base_status or self.status
+
+    def rebased(self) -> Job:
+        """This job as now stored: its status is the base of the next transition."""
+        self._base_status = self.status
+        return self
+
     def to_document(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="python")
+        doc = self.model_dump(by_alias=True, mode="python")
+        if self.expires_at is not None:  # derived, for the retention sweep; not read back
+            doc["expires_bucket"] = expiry_bucket(self.expires_at)
+        return doc
 
     def to_submission(self) -> JobSubmission:
         return JobSubmission(

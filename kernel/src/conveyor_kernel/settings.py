@@ -93,6 +93,12 @@ class ConveyorSettings(BaseSettings):
     publish_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for a publisher confirm"
     )
+    counts_flush_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a process writes its job-count changes (/v1/stats shows "
+        "other processes' changes this much later)",
+    )
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Bind address of /metrics, /healthz, /readyz (workers, notifiers)",

@@ -22,8 +22,16 @@ import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
+from conveyor_kernel.counts import Stats, Tally
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.model import FINISHED_STATUSES, Job, JobProgress, JobStatus, utcnow
+from conveyor_kernel.model import (
+    FINISHED_STATUSES,
+    Job,
+    JobProgress,
+    JobStatus,
+    expiry_bucket,
+    utcnow,
+)
 from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 JOBS_COLLECTION = "jobs"
@@ -47,13 +55,6 @@ class Page:
     next_cursor: str | None
 
 
-@dataclass(frozen=True)
-class Stats:
-    by_status: dict[str, int]
-    by_type: dict[str, int]
-    total: int
-
-
 def encode_cursor(job: Job) -> str:
     millis = (job.created_at - EPOCH) // timedelta(milliseconds=1)
     return base64.urlsafe_b64encode(f"{millis}:{job.id}".encode()).decode().rstrip("=")
@@ -72,6 +73,7 @@ class JobStore:
     def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
         self._client = client
         self._jobs: AsyncCollection[Document] = client[db_name][JOBS_COLLECTION]
+        self.tally = Tally()  # count changes of this process's writes (conveyor_kernel.counts)
 
     async def ping(self) -> None:
         async with store_errors():
@@ -105,11 +107,14 @@ class JobStore:
     async def insert(self, job: Job) -> None:
         async with store_errors():
             await self._jobs.insert_one(job.to_document())
+        self.tally.add(job.status, job.type)
 
     async def insert_many(self, jobs: list[Job]) -> None:
         """One bulk write (ordered: a failure stops it; callers compensate)."""
         async with store_errors():
             await self._jobs.insert_many([j.to_document() for j in jobs], ordered=True)
+        for job in jobs:
+            self.tally.add(job.status, job.type)
 
     async def get(self, job_id: str) -> Job | None:
         async with store_errors():
@@ -127,7 +132,10 @@ class JobStore:
             result = await self._jobs.replace_one(
                 {"_id": job.id, "rev": expected}, new.to_document()
             )
-        return new if result.matched_count == 1 else None
+        if result.matched_count != 1:
+            return None
+        self.tally.move(job.type, job.base_status, new.status)
+        return new.rebased()
 
     async def set_progress(self, job_id: str, rev: int, progress: JobProgress) -> bool:
         """Record a running attempt's progress without a new ``rev`` (its owner's next
@@ -138,17 +146,22 @@ class JobStore:
             )
         return result.matched_count == 1
 
-    async def delete_queued(self, job_ids: list[str]) -> int:
+    async def delete_queued(self, jobs: list[Job]) -> int:
         """Compensation for publishes the broker did not accept (never-started jobs only)."""
+        deleted = 0
         async with store_errors():
-            result = await self._jobs.delete_many(
-                {
-                    "_id": {"$in": job_ids},
-                    "status": {"$in": [JobStatus.QUEUED.value, JobStatus.SCHEDULED.value]},
-                    "attempts": [],
-                }
-            )
-        return result.deleted_count
+            for job in jobs:
+                result = await self._jobs.delete_one(
+                    {
+                        "_id": job.id,
+                        "status": {"$in": [JobStatus.QUEUED.value, JobStatus.SCHEDULED.value]},
+                        "attempts": [],
+                    }
+                )
+                if result.deleted_count:
+                    self.tally.add(job.status, job.type, -1)
+                    deleted += 1
+        return deleted
 
     async def clear_dead_letters(self, expires_at: datetime) -> int:
         """Drop every job from the dead-letter list (the jobs stay ``failed``, and are
@@ -157,7 +170,12 @@ class JobStore:
             result = await self._jobs.update_many(
                 {"dead_letter": {"$ne": None}},
                 {
-                    "$set": {"dead_letter": None, "updated_at": utcnow(), "expires_at": expires_at},
+                    "$set": {
+                        "dead_letter": None,
+                        "updated_at": utcnow(),
+                        "expires_at": expires_at,
+                        "expires_bucket": expiry_bucket(expires_at),
+                    },
                     "$inc": {"rev": 1},
                 },
             )
@@ -165,10 +183,11 @@ class JobStore:
 
     async def delete_finished(self, job_id: str) -> DeleteResult:
         async with store_errors():
-            result = await self._jobs.delete_one(
+            doc = await self._jobs.find_one_and_delete(  # no projection: FerretDB v1 has none
                 {"_id": job_id, "status": {"$in": [s.value for s in FINISHED_STATUSES]}}
             )
-            if result.deleted_count == 1:
+            if doc is not None:
+                self.tally.add(str(doc["status"]), str(doc["type"]), -1)
                 return DeleteResult.DELETED
             exists = await self._jobs.find_one({"_id": job_id}, {"_id": 1})
         return DeleteResult.NOT_FINISHED if exists else DeleteResult.NOT_FOUND

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.claims import Claims
 from conveyor_kernel.commit import Committer
+from conveyor_kernel.counts import JobCounts, run_flusher, run_folder
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.events import Events
 from conveyor_kernel.idempotency import IdempotencyKeys
@@ -64,10 +66,16 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-def start_background(state: AppState, retention: Retention) -> list[asyncio.Task[None]]:
-    """The outbox relay, the retention sweep and the queue gauges' poller if enabled."""
+def start_background(
+    state: AppState, retention: Retention, counts: JobCounts
+) -> list[asyncio.Task[None]]:
+    """The outbox relay, the job counts' flusher and folder, the retention sweep, the
+    scheduler and the queue gauges' poller if enabled."""
     settings = state.settings
+    owner = f"api-{uuid.uuid4().hex[:12]}"
     tasks = [
+        asyncio.create_task(run_flusher(counts, state.store.tally, settings.counts_flush_s)),
+        asyncio.create_task(run_folder(counts, owner, settings.counts_fold_s)),
         asyncio.create_task(
             run_relay(
                 state.store,
@@ -76,7 +84,7 @@ def start_background(state: AppState, retention: Retention) -> list[asyncio.Task
                 settings.relay_after_s,
                 events=state.events,
             )
-        )
+        ),
     ]
     if settings.retention_sweep_s:
         sweep = run_sweeper(retention, settings.retention_sweep_s, settings.retention_sweep_batch)
@@ -126,10 +134,12 @@ def create_app(settings: ApiSettings, tracing: Tracing | None = None) -> FastAPI
         deliveries = DeliveryStore(mongo, settings.mongodb_db)
         cancellations = Cancellations(mongo, settings.mongodb_db)
         key_store = KeyStore(mongo, settings.mongodb_db)
-        retention = Retention(mongo, settings.mongodb_db)
+        retention = Retention(mongo, settings.mongodb_db, store.tally)
+        counts = JobCounts(mongo, settings.mongodb_db)
         schedules = ScheduleStore(mongo, settings.mongodb_db)
         for collection in (
             key_store,
+            counts,
             retention,
             schedules,
             store,
@@ -150,8 +160,7 @@ def create_app(settings: ApiSettings, tracing: Tracing | None = None) -> FastAPI
         live = await open_live(settings, topology, connection, publisher, metrics)
         submits = SubmitCommitter(store, outbox, publisher, tracing=tracing)
         submits.start()
-        stats_cache = StatsCache(store, settings.stats_max_age_s, settings.stats_timeout_s)
-        stats_cache.start()
+        stats_cache = StatsCache(counts, store.tally, settings.stats_timeout_s)
         app.state.conveyor = AppState(
             settings=settings,
             registry=registry,
@@ -177,7 +186,7 @@ def create_app(settings: ApiSettings, tracing: Tracing | None = None) -> FastAPI
             schedules=schedules,
             tracing=tracing,
         )
-        background = start_background(app.state.conveyor, retention)
+        background = start_background(app.state.conveyor, retention, counts)
         warn_insecure(settings)
         log.info("api ready", port=settings.api_port, job_types=registry.names())
         try:
@@ -185,7 +194,6 @@ def create_app(settings: ApiSettings, tracing: Tracing | None = None) -> FastAPI
         finally:
             await cancel_tasks(background)
             await submits.stop()
-            await stats_cache.close()
             await app.state.conveyor.auth.close()
             await live.close()
             with contextlib.suppress(*BROKER_ERRORS):

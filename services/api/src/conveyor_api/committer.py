@@ -182,7 +182,7 @@ class SubmitCommitter:
         through then finds no job and is skipped. If even that fails, the
         outbox group stays and the relay publishes whatever jobs exist."""
         try:
-            await self._store.delete_queued([j.id for j in jobs])
+            await self._store.delete_queued(jobs)
             await self._outbox.remove(group)
         except StoreUnavailableError:
             log.exception(

@@ -70,8 +70,8 @@ class StatsOut(BaseModel):
     counted_at: datetime = Field(description="When the job counts were taken")
     counts_age_s: float = Field(description="Age of the job counts, in seconds")
     counts_stale: bool = Field(
-        description="The counts are older than CONVEYOR_STATS_MAX_AGE_S: a recount is "
-        "running or failed (counts_error)"
+        description="The store did not answer in time: these are the last counts "
+        "obtained (counts_error says why)"
     )
     counts_error: str | None = Field(default=None, description="Why the last recount failed")
     queues: dict[str, QueueOut] | None

@@ -19,16 +19,17 @@ class ApiSettings(ConveyorSettings):
     queue_metrics_interval_s: float = Field(
         default=5.0, ge=0, description="How often /metrics' queue gauges are read (0: never)"
     )
-    stats_max_age_s: float = Field(
+    counts_fold_s: float = Field(
         default=5.0,
-        ge=0,
-        description="/v1/stats serves job counts up to this old without recounting",
+        gt=0,
+        description="How often one API replica folds the job-count changes into one "
+        "document (reads stay one small query)",
     )
     stats_timeout_s: float = Field(
         default=2.0,
         gt=0,
-        description="Longest /v1/stats waits for a recount or the broker before answering "
-        "with the last known figures (and their age)",
+        description="Longest /v1/stats waits for the job counts or the broker before "
+        "answering with the last known figures (and their age)",
     )
     admin_key: SecretStr | None = Field(
         default=None,

@@ -11,17 +11,19 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 import aiormq
+from pymongo import AsyncMongoClient
 
 from conveyor_kernel import runtime
 from conveyor_kernel.broker import BROKER_ERRORS, Publisher, connect
 from conveyor_kernel.cancellations import Cancellations
 from conveyor_kernel.commit import Committer
+from conveyor_kernel.counts import JobCounts, run_flusher
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.eventgate import EventGate
 from conveyor_kernel.events import Events
 from conveyor_kernel.live import LiveFeed
 from conveyor_kernel.logs import configure_logging, get_logger
-from conveyor_kernel.mongo import open_client
+from conveyor_kernel.mongo import Document, open_client
 from conveyor_kernel.ops import OpsServer
 from conveyor_kernel.outbox import Outbox, run_relay
 from conveyor_kernel.registry import load_registry
@@ -37,6 +39,25 @@ from conveyor_worker.metrics import WorkerMetrics
 from conveyor_worker.settings import WorkerSettings
 
 log = get_logger(__name__)
+
+
+def _start_background(
+    settings: WorkerSettings,
+    mongo: AsyncMongoClient[Document],
+    *,
+    store: JobStore,
+    outbox: Outbox,
+    publisher: Publisher,
+    events: Events,
+) -> list[asyncio.Task[None]]:
+    """The outbox relay and the job counts' flusher."""
+    counts = JobCounts(mongo, settings.mongodb_db)
+    return [
+        asyncio.create_task(
+            run_relay(store, outbox, publisher, settings.relay_after_s, events=events)
+        ),
+        asyncio.create_task(run_flusher(counts, store.tally, settings.counts_flush_s)),
+    ]
 
 
 async def run(
@@ -112,8 +133,8 @@ async def run(
     await control.consume(consumer.on_control, no_ack=True)
     await retry_until_ready("mongodb", cancels.start, (StoreUnavailableError,))
     tag = await queue.consume(consumer.on_message)
-    relay = asyncio.create_task(
-        run_relay(store, outbox, publisher, settings.relay_after_s, events=events)
+    background = _start_background(
+        settings, mongo, store=store, outbox=outbox, publisher=publisher, events=events
     )
     log.info(
         "worker ready",
@@ -127,10 +148,10 @@ async def run(
     log.info("shutting down: no new messages", in_flight=consumer.in_flight)
     with contextlib.suppress(*BROKER_ERRORS):
         await queue.cancel(tag)
-    await cancel_tasks([relay])
     await gate.stop()
     await cancels.stop()
     await consumer.drain(settings.worker_shutdown_grace_s)
+    await cancel_tasks(background)  # the counts flush once more: after the last job
     await close_quietly(channel, control_channel, live_feed, publisher, consume_conn, publish_conn)
     if ops is not None:
         await ops.stop()
