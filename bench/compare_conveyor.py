@@ -113,9 +113,11 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
     profiler: Profiler | None = None
     try:
         async with asyncio.timeout(spec.deadline_s):
+            preloaded_done = 0
             if spec.preload:
-                took = await preload(mongo, db, spec.preload)
-                log(tag, f"{spec.preload:,} finished jobs preloaded in {took:.1f} s")
+                loaded = await preload(mongo, db, spec.preload)
+                preloaded_done = loaded.completed
+                log(tag, f"{spec.preload:,} finished jobs preloaded in {loaded.seconds:.1f} s")
             spawn("conveyor_api.main")
             for i, p in enumerate(worker_ports):
                 spawn(
@@ -159,7 +161,7 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 jobs = mongo[db]["jobs"]
 
                 async def completed() -> int:  # less the preloaded ones
-                    return await jobs.count_documents({"status": "completed"}) - spec.preload
+                    return await jobs.count_documents({"status": "completed"}) - preloaded_done
 
                 await wait_done(tag, spec.amqp_url, work_queue, completed, result.accepted, alive)
                 last = await jobs.find_one({"status": "completed"}, sort=[("finished_at", -1)])

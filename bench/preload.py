@@ -1,15 +1,17 @@
 """``--preload N``: N finished jobs stored before a run, in bulk (``insert_many``).
 
 They are real job documents (built from the kernel's model, so their shape and
-derived fields are what the services write): completed ``echo`` jobs with one
-attempt and a result, created over the last day, kept for the default
-retention. The services never touch them during the run, so a run with them
+derived fields are what the services write), created over the last day with one
+attempt each: completed ``echo`` (89 %) and ``report-gen`` (10 %) jobs kept for
+the default retention, and ``fail`` jobs (1 %) that failed for good and are
+dead letters. The services never touch them during the run, so a run with them
 measures what the stored jobs alone cost: nothing, if no work reads every job.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,10 +22,10 @@ from conveyor_kernel.model import (
     DEFAULT_RETENTION_S,
     Attempt,
     AttemptOutcome,
+    DeadLetter,
     Job,
     JobStatus,
     JobSubmission,
-    expiry_bucket,
     new_job_id,
     utcnow,
 )
@@ -33,54 +35,71 @@ CHUNK = 1000
 SPAN = timedelta(days=1)  # created over the last day
 
 
-def _template() -> dict[str, Any]:
+def _finished(type_: str, status: JobStatus) -> Job:
     now = utcnow()
-    job = Job.from_submission(JobSubmission(type="echo", payload={"i": 0}), default_timeout_s=30)
+    job = Job.from_submission(JobSubmission(type=type_, payload={"i": 0}), default_timeout_s=30)
+    failed = status is JobStatus.FAILED
     attempt = Attempt(
         number=1,
         worker="preload",
         started_at=now,
         finished_at=now,
-        outcome=AttemptOutcome.COMPLETED,
+        outcome=AttemptOutcome.FAILED if failed else AttemptOutcome.COMPLETED,
+        error="boom" if failed else None,
         duration_s=0.001,
     )
-    done = job.model_copy(
+    return job.model_copy(
         update={
-            "status": JobStatus.COMPLETED,
+            "status": status,
             "attempts": [attempt],
-            "result": {"echo": {"i": 0}},
+            "result": None if failed else {"echo": {"i": 0}},
+            "error": "boom" if failed else None,
+            "dead_letter": DeadLetter(reason="permanent error", at=now) if failed else None,
             "finished_at": now,
-            "expires_at": now + timedelta(seconds=DEFAULT_RETENTION_S),
             "rev": 2,
         }
     )
-    return done.to_document()
 
 
-async def preload(mongo: AsyncMongoClient[dict[str, Any]], db: str, n: int) -> float:
-    """Insert ``n`` finished jobs (and their counts); returns the seconds it took."""
+def _kind(i: int) -> tuple[str, JobStatus]:
+    """1 % failed dead letters (``fail``), 10 % ``report-gen``, the rest ``echo``."""
+    if i % 100 == 0:
+        return "fail", JobStatus.FAILED
+    return ("report-gen" if i % 10 == 5 else "echo"), JobStatus.COMPLETED
+
+
+@dataclass(frozen=True)
+class Preloaded:
+    seconds: float
+    completed: int  # of them
+
+
+async def preload(mongo: AsyncMongoClient[dict[str, Any]], db: str, n: int) -> Preloaded:
+    """Insert ``n`` finished jobs (and their counts). Each document is the model's
+    own (``to_document``), derived fields included."""
     jobs = mongo[db][JOBS_COLLECTION]
-    template, now = _template(), utcnow()
+    templates = {k: _finished(*k) for k in (_kind(0), _kind(5), _kind(1))}
+    now, tally = utcnow(), Tally()
     t0 = time.perf_counter()
     for first in range(0, n, CHUNK):
         docs = []
         for i in range(first, min(n, first + CHUNK)):
+            type_, status = _kind(i)
             created = now - SPAN + SPAN * (i / max(n, 1))
-            expires = created + timedelta(seconds=DEFAULT_RETENTION_S)
-            doc = dict(template)
-            doc |= {
-                "_id": new_job_id(),
-                "payload": {"i": i},
-                "result": {"echo": {"i": i}},
-                "created_at": created,
-                "updated_at": created,
-                "finished_at": created,
-                "expires_at": expires,
-                "expires_bucket": expiry_bucket(expires),
-            }
-            docs.append(doc)
+            keep = None if status is JobStatus.FAILED else timedelta(seconds=DEFAULT_RETENTION_S)
+            job = templates[(type_, status)].model_copy(
+                update={
+                    "id": new_job_id(),
+                    "payload": {"i": i},
+                    "created_at": created,
+                    "updated_at": created,
+                    "finished_at": created,
+                    "expires_at": None if keep is None else created + keep,
+                }
+            )
+            docs.append(job.to_document())
+            tally.add(status, type_)
         await jobs.insert_many(docs, ordered=False)
-    tally = Tally()
-    tally.add(JobStatus.COMPLETED, "echo", n)
+    completed = sum(v for (s, _), v in tally.pending().items() if s == JobStatus.COMPLETED)
     await JobCounts(mongo, db).flush(tally)
-    return time.perf_counter() - t0
+    return Preloaded(time.perf_counter() - t0, completed)
