@@ -12,7 +12,11 @@
 -- entry for a document without the key, so elsewhere it costs next to nothing):
 --   _id             every lookup, update and delete by id;
 --   job_id          a job's deliveries (GET /v1/jobs/{id}/deliveries, retention);
---   expires_bucket  the retention sweep's due jobs (conveyor_kernel.retention).
+--   expires_bucket  the retention sweep's due jobs (conveyor_kernel.retention);
+--   created_bucket  a list page's jobs, one second at a time, and ix_hour,
+--                   ix_day, ix_dim the time index of those seconds
+--                   (conveyor_kernel.listing);
+--   status          a waiting status's few jobs (listing), and a job's counts.
 --
 -- Applied by scripts/infra.sh to FerretDB's PostgreSQL database: an event
 -- trigger indexes each collection table FerretDB creates from now on, and the
@@ -32,7 +36,9 @@ BEGIN
   ) THEN
     RETURN;
   END IF;
-  FOREACH key IN ARRAY ARRAY['_id', 'job_id', 'expires_bucket'] LOOP
+  FOREACH key IN ARRAY ARRAY[
+    '_id', 'job_id', 'expires_bucket', 'created_bucket', 'status', 'ix_hour', 'ix_day', 'ix_dim'
+  ] LOOP
     EXECUTE format(
       'CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((_jsonb -> %L) jsonb_path_ops)',
       CASE key WHEN '_id' THEN left(rel, 50) || '_id_gin' ELSE left(rel, 40) || '_' || key || '_gin' END,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from conveyor_kernel.listing import InvalidCursorError, decode_cursor, encode_cursor
 from conveyor_kernel.model import Job, utcnow
-from conveyor_kernel.store import InvalidCursorError, decode_cursor, encode_cursor
 
 
 def job_at(created: datetime, job_id: str = "0123abcd") -> Job:

@@ -56,6 +56,12 @@ def expiry_bucket(at: datetime) -> str:
     return expiry_bucket_start(at).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def created_bucket(at: datetime) -> str:
+    """The stored key of the second ``at`` falls in (``2026-12-07T11:50:17Z``): lists
+    walk jobs by it (conveyor_kernel.listing)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -336,8 +342,12 @@ class Job(BaseModel):
 
     def to_document(self) -> dict[str, Any]:
         doc = self.model_dump(by_alias=True, mode="python")
-        if self.expires_at is not None:  # derived, for the retention sweep; not read back
+        # Derived, for equality lookups FerretDB v1 can index; not read back.
+        doc["created_bucket"] = created_bucket(self.created_at)
+        if self.expires_at is not None:  # the retention sweep's (conveyor_kernel.retention)
             doc["expires_bucket"] = expiry_bucket(self.expires_at)
+        if self.dead_letter is not None:  # GET /v1/dead-letters
+            doc["dead_lettered"] = True
         return doc
 
     def to_submission(self) -> JobSubmission:

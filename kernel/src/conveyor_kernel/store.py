@@ -10,11 +10,8 @@ atomically, so the design must not rely on concurrent writers being serialised.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -23,12 +20,26 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from conveyor_kernel.counts import Stats, Tally
+from conveyor_kernel.listing import (
+    WALK_BUDGET_S,
+    Budget,
+    JobIndex,
+    Page,
+    bucket_start,
+    decode_cursor,
+    dimension_for,
+    encode_position,
+    ordered,
+    page_of,
+    status_dimension,
+)
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import (
     FINISHED_STATUSES,
     Job,
     JobProgress,
     JobStatus,
+    created_bucket,
     expiry_bucket,
     utcnow,
 )
@@ -36,11 +47,6 @@ from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 JOBS_COLLECTION = "jobs"
 log = get_logger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class InvalidCursorError(ValueError):
-    """A list cursor that this store did not produce."""
 
 
 class DeleteResult(Enum):
@@ -49,31 +55,12 @@ class DeleteResult(Enum):
     NOT_FINISHED = "not_finished"
 
 
-@dataclass(frozen=True)
-class Page:
-    jobs: list[Job]
-    next_cursor: str | None
-
-
-def encode_cursor(job: Job) -> str:
-    millis = (job.created_at - EPOCH) // timedelta(milliseconds=1)
-    return base64.urlsafe_b64encode(f"{millis}:{job.id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        millis, job_id = raw.split(":", 1)
-        return datetime.fromtimestamp(int(millis) / 1000, UTC), job_id
-    except (ValueError, OverflowError, OSError, binascii.Error) as exc:
-        raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
-
-
 class JobStore:
     def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
         self._client = client
         self._jobs: AsyncCollection[Document] = client[db_name][JOBS_COLLECTION]
         self.tally = Tally()  # count changes of this process's writes (conveyor_kernel.counts)
+        self.index = JobIndex(client, db_name)  # where jobs are, for lists (listing)
 
     async def ping(self) -> None:
         async with store_errors():
@@ -101,16 +88,20 @@ class JobStore:
                     name="schedule_created_desc",
                     sparse=True,
                 ),
+                pymongo.IndexModel([("created_bucket", 1)], name="created_bucket"),
             ],
         )
+        await self.index.ensure_indexes()
 
     async def insert(self, job: Job) -> None:
+        await self.index.note([job])
         async with store_errors():
             await self._jobs.insert_one(job.to_document())
         self.tally.add(job.status, job.type)
 
     async def insert_many(self, jobs: list[Job]) -> None:
         """One bulk write (ordered: a failure stops it; callers compensate)."""
+        await self.index.note(jobs)
         async with store_errors():
             await self._jobs.insert_many([j.to_document() for j in jobs], ordered=True)
         for job in jobs:
@@ -128,6 +119,10 @@ class JobStore:
         """
         expected = job.rev
         new = job.model_copy(update={"rev": expected + 1})
+        if job.status is not job.base_status and (
+            status_dimension(job.status) or job.dead_letter is not None
+        ):
+            await self.index.note([new], only_new_status=True)
         async with store_errors():
             result = await self._jobs.replace_one(
                 {"_id": job.id, "rev": expected}, new.to_document()
@@ -168,8 +163,9 @@ class JobStore:
         deleted at ``expires_at``)."""
         async with store_errors():
             result = await self._jobs.update_many(
-                {"dead_letter": {"$ne": None}},
+                {"dead_lettered": True},
                 {
+                    "$unset": {"dead_lettered": ""},
                     "$set": {
                         "dead_letter": None,
                         "updated_at": utcnow(),
@@ -201,8 +197,12 @@ class JobStore:
         dead_lettered: bool = False,
         limit: int = 50,
         cursor: str | None = None,
+        counts: Stats | None = None,
     ) -> Page:
-        """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""
+        """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page.
+        ``counts`` (the maintained ones) tell how few jobs a filter may match. A page
+        may be short with a ``next_cursor`` when the walk ran out of time
+        (:mod:`conveyor_kernel.listing`)."""
         query: dict[str, Any] = {}
         if status is not None:
             query["status"] = status.value
@@ -211,23 +211,26 @@ class JobStore:
         if schedule_id is not None:
             query["schedule_id"] = schedule_id
         if dead_lettered:
-            query["dead_letter"] = {"$ne": None}
-        if cursor:
-            created, last_id = decode_cursor(cursor)
-            query["$or"] = [
-                {"created_at": {"$lt": created}},
-                {"created_at": created, "_id": {"$lt": last_id}},
-            ]
+            query["dead_lettered"] = True
+        after = decode_cursor(cursor) if cursor else None
+        dim = dimension_for(status, job_type, schedule_id, dead_lettered, counts)
+        if dim is None:  # few: read them whole
+            async with store_errors():
+                docs = ordered(await self._jobs.find(query).to_list(), after)
+            return page_of(docs, limit, None)
+        found: list[Document] = []
+        budget, stopped = Budget(WALK_BUDGET_S), None
+        before = created_bucket(after[0]) if after else None
         async with store_errors():
-            docs = (
-                await self._jobs.find(query)
-                .sort([("created_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
-                .limit(limit + 1)
-                .to_list()
-            )
-        jobs = [Job.model_validate(d) for d in docs[:limit]]
-        next_cursor = encode_cursor(jobs[-1]) if len(docs) > limit and jobs else None
-        return Page(jobs=jobs, next_cursor=next_cursor)
+            async for bucket in self.index.buckets(dim, before):
+                docs = await self._jobs.find({**query, "created_bucket": bucket}).to_list()
+                found.extend(ordered(docs, after))
+                if len(found) > limit:
+                    break
+                if budget.spent and bucket != before:  # (the cursor's own: go on)
+                    stopped = encode_position(bucket_start(bucket), "")
+                    break
+        return page_of(found, limit, stopped)
 
     async def stats(self, timeout_s: float) -> Stats:
         """Jobs by status and by type in one pass over the collection. It reads every

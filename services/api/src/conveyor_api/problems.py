@@ -14,8 +14,8 @@ from conveyor_kernel.errors import (
     DocumentRefusedError,
     StoreUnavailableError,
 )
+from conveyor_kernel.listing import InvalidCursorError
 from conveyor_kernel.logs import get_logger
-from conveyor_kernel.store import InvalidCursorError
 
 log = get_logger(__name__)
 

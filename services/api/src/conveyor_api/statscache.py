@@ -43,6 +43,13 @@ class StatsCache:
         self._clock = clock
         self._last: tuple[Stats, datetime, float] | None = None  # stats, when, clock()
 
+    async def latest(self) -> Stats | None:
+        """The counts if obtainable (for choosing how to list), else ``None``."""
+        try:
+            return (await self.get()).stats
+        except StoreUnavailableError:
+            return None
+
     async def get(self) -> Counts:
         """The counts now, or the last ones obtained if the store does not answer."""
         try:

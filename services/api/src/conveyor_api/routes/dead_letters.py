@@ -98,8 +98,26 @@ async def list_dead_letters(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeadLetterPage:
     """Parked jobs, newest first (poison messages have no job: see the parking-lot queue)."""
-    page = await state.store.list(dead_lettered=True, limit=limit, cursor=cursor)
+    page = await state.store.list(
+        dead_lettered=True, limit=limit, cursor=cursor, counts=await state.stats.latest()
+    )
     return DeadLetterPage(items=[_out(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+async def _dead_letter_ids(state: AppState, at_most: int) -> list[str]:
+    """Up to ``at_most`` dead letters, newest first (pages may be short: follow them)."""
+    ids: list[str] = []
+    cursor = None
+    counts = await state.stats.latest()
+    while len(ids) < at_most:
+        page = await state.store.list(
+            dead_lettered=True, limit=at_most - len(ids), cursor=cursor, counts=counts
+        )
+        ids.extend(j.id for j in page.jobs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return ids
 
 
 async def _redrive_one(
@@ -142,8 +160,7 @@ async def redrive(body: RedriveIn, state: State) -> RedriveOut:
     """
     requested_at = utcnow()
     if body.all:
-        page = await state.store.list(dead_lettered=True, limit=MAX_REDRIVE)
-        ids = [j.id for j in page.jobs]
+        ids = await _dead_letter_ids(state, MAX_REDRIVE)
     else:
         ids = list(dict.fromkeys(body.ids or []))
     operator = uuid.uuid4().hex

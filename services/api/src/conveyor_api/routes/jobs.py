@@ -83,9 +83,16 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
-    """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page: a page
+    may hold fewer than ``limit`` jobs (even none) and still have a ``next_cursor``
+    when the store's walk ran out of time; the list ends where ``next_cursor`` is null."""
     page = await state.store.list(
-        status=status_, job_type=type_, schedule_id=schedule_id, limit=limit, cursor=cursor
+        status=status_,
+        job_type=type_,
+        schedule_id=schedule_id,
+        limit=limit,
+        cursor=cursor,
+        counts=await state.stats.latest(),
     )
     return JobPage(items=[JobOut.of(j) for j in page.jobs], next_cursor=page.next_cursor)
 
