@@ -46,7 +46,7 @@ CASES = [
     ("jobs type=report-gen", "/v1/jobs", {"type": "report-gen"}),
     ("jobs type=sleep (none)", "/v1/jobs", {"type": "sleep"}),
     ("jobs status+type", "/v1/jobs", {"status": "completed", "type": "report-gen"}),
-    ("jobs schedule_id (none)", "/v1/jobs", {"schedule_id": "nope"}),
+    ("jobs schedule_id (none)", "/v1/jobs", {"schedule_id": "0" * 32}),
     ("dead-letters", "/v1/dead-letters", {}),
     ("stats", "/v1/stats", None),
 ]
