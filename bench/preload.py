@@ -18,6 +18,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from conveyor_kernel.counts import JobCounts, Tally
+from conveyor_kernel.listing import JobIndex
 from conveyor_kernel.model import (
     DEFAULT_RETENTION_S,
     Attempt,
@@ -79,10 +80,10 @@ async def preload(mongo: AsyncMongoClient[dict[str, Any]], db: str, n: int) -> P
     own (``to_document``), derived fields included."""
     jobs = mongo[db][JOBS_COLLECTION]
     templates = {k: _finished(*k) for k in (_kind(0), _kind(5), _kind(1))}
-    now, tally = utcnow(), Tally()
+    now, tally, index = utcnow(), Tally(), JobIndex(mongo, db)
     t0 = time.perf_counter()
     for first in range(0, n, CHUNK):
-        docs = []
+        batch: list[Job] = []
         for i in range(first, min(n, first + CHUNK)):
             type_, status = _kind(i)
             created = now - SPAN + SPAN * (i / max(n, 1))
@@ -97,9 +98,10 @@ async def preload(mongo: AsyncMongoClient[dict[str, Any]], db: str, n: int) -> P
                     "expires_at": None if keep is None else created + keep,
                 }
             )
-            docs.append(job.to_document())
+            batch.append(job)
             tally.add(status, type_)
-        await jobs.insert_many(docs, ordered=False)
+        await index.note(batch)  # as the job store does: lists find them
+        await jobs.insert_many([j.to_document() for j in batch], ordered=False)
     completed = sum(v for (s, _), v in tally.pending().items() if s == JobStatus.COMPLETED)
     await JobCounts(mongo, db).flush(tally)
     return Preloaded(time.perf_counter() - t0, completed)

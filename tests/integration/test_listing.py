@@ -110,3 +110,15 @@ def test_the_dimension_follows_the_most_selective_filter() -> None:
     assert pick(None, None, "s1", False, counts) == "schedule=s1"
     assert pick(None, None, None, True, None) == "dead"
     assert pick(JobStatus.RUNNING, None, None, False, None) == "all"  # no counts: walk
+
+
+async def test_noting_entries_written_before_is_harmless(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listing, "REMEMBERED", 2)  # forgets at once
+    jobs = [_job(T0 + timedelta(seconds=s)) for s in range(5)]
+    await store.insert_many(jobs)  # notes 3 levels x 2 dimensions x 5 seconds
+    await store.index.note(jobs)  # forgotten, written again: duplicates, ignored
+    other = listing.JobIndex(store._client, store._jobs.database.name)  # another process
+    await other.note(jobs)
+    assert await _all_pages(store, 2) == _newest_first(jobs)

@@ -103,16 +103,19 @@ class JobIndex:
                 dims = [d for d in dims if d.startswith("status=") or d == "dead"]
             for dim in dims:
                 for doc in _entries(dim, bucket):
-                    if doc["_id"] not in self._written:
+                    if doc["_id"] in self._written:
+                        self._written.move_to_end(doc["_id"])  # the hours and days stay
+                    else:
                         docs[doc["_id"]] = doc
         if not docs:
             return
-        try:
-            async with store_errors():
+        async with store_errors():
+            try:
                 await self._col.insert_many(list(docs.values()), ordered=False)
-        except BulkWriteError as exc:  # entries others wrote first are fine
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+            except BulkWriteError as exc:  # entries written before (by anyone) are fine
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
         for key in docs:
             self._written[key] = None
         while len(self._written) > REMEMBERED:
