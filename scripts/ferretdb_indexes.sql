@@ -13,8 +13,8 @@
 --   _id             every lookup, update and delete by id;
 --   job_id          a job's deliveries (GET /v1/jobs/{id}/deliveries, retention);
 --   expires_bucket  the retention sweep's due jobs (conveyor_kernel.retention);
---   created_bucket  a list page's jobs, one second at a time, and ix_hour,
---                   ix_day, ix_dim the time index of those seconds
+--   created_bucket  a list page's jobs, one second at a time, and ix_minute,
+--                   ix_hour, ix_day, ix_dim the time index of those seconds
 --                   (conveyor_kernel.listing);
 --   status          a waiting status's few jobs (listing), and a job's counts.
 --
@@ -37,7 +37,8 @@ BEGIN
     RETURN;
   END IF;
   FOREACH key IN ARRAY ARRAY[
-    '_id', 'job_id', 'expires_bucket', 'created_bucket', 'status', 'ix_hour', 'ix_day', 'ix_dim'
+    '_id', 'job_id', 'expires_bucket', 'created_bucket', 'status',
+    'ix_minute', 'ix_hour', 'ix_day', 'ix_dim'
   ] LOOP
     EXECUTE format(
       'CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((_jsonb -> %L) jsonb_path_ops)',

@@ -5,7 +5,7 @@ so ``find(filter).sort(created_at).limit(50)`` reads every matching job, then
 sorts them: a list page on a million stored jobs takes seconds. So every job
 document carries ``created_bucket`` (the second it was created in), and the
 ``job_index`` collection records, per *dimension*, the buckets that hold such
-jobs, in three levels (second -> hour -> day), so a walk skips empty time:
+jobs, in four levels (second -> minute -> hour -> day), so a walk skips empty time:
 
 * ``all``: every job; ``type=<t>`` and ``schedule=<id>``: fixed at creation;
 * ``status=<s>`` for the finished statuses and ``dead``: noted by the write that
@@ -26,14 +26,17 @@ are few, else found by walking ``all`` (a backlog is the newest work).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import math
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pymongo
 from pymongo import AsyncMongoClient
@@ -45,11 +48,16 @@ from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 INDEX_COLLECTION = "job_index"
 WALK_BUDGET_S = 0.2  # per page, then a short page and a cursor
+PREFETCH = 8  # bucket queries in flight at most
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REMEMBERED = 50_000  # entries each process remembers having written
 DUPLICATE_KEY = 11000
 _INDEXED = frozenset(s.value for s in FINISHED_STATUSES)
-LEVEL_KEYS = ("ix_hour", "ix_day", "ix_dim")  # a second's, an hour's, a day's entry
+# (code, key length, parent field): a day's entry names its dimension, an hour's
+# its day, a minute's its hour, a second's its minute; a walk reads at most ~60
+# entries a query.
+LEVELS = (("d", 10, "ix_dim"), ("h", 13, "ix_day"), ("m", 16, "ix_hour"), ("s", 20, "ix_minute"))
+LEVEL_KEYS = tuple(field for _, _, field in LEVELS)
 
 
 def bucket_start(bucket: str) -> datetime:
@@ -73,12 +81,12 @@ def status_dimension(status: JobStatus) -> str | None:
 
 
 def _entries(dim: str, bucket: str) -> list[Document]:
-    hour, day = bucket[:13], bucket[:10]  # 2026-12-07T11, 2026-12-07
-    return [
-        {"_id": f"{dim}|s|{bucket}", "ix_hour": f"{dim}|{hour}"},
-        {"_id": f"{dim}|h|{hour}", "ix_day": f"{dim}|{day}"},
-        {"_id": f"{dim}|d|{day}", "ix_dim": dim},
-    ]
+    """The second's entry and its minute's, hour's and day's, each naming its parent."""
+    docs = []
+    for i, (code, n, field) in enumerate(LEVELS):
+        parent = dim if i == 0 else f"{dim}|{bucket[: LEVELS[i - 1][1]]}"
+        docs.append({"_id": f"{dim}|{code}|{bucket[:n]}", field: parent})
+    return docs
 
 
 class JobIndex:
@@ -128,18 +136,53 @@ class JobIndex:
 
     async def buckets(self, dim: str, before: str | None) -> AsyncIterator[str]:
         """The dimension's buckets, newest first, from ``before`` (included) down."""
-        for day_id in await self._ids({"ix_dim": dim}):
-            day = day_id.rsplit("|", 1)[1]
-            if before is not None and day > before[:10]:
-                continue
-            for hour_id in await self._ids({"ix_day": f"{dim}|{day}"}):
-                hour = hour_id.rsplit("|", 1)[1]
-                if before is not None and hour > before[:13]:
+
+        async def level(i: int, parent: str) -> AsyncIterator[str]:
+            _, n, field = LEVELS[i]
+            for entry in await self._ids({field: parent}):
+                key = entry.rsplit("|", 1)[1]
+                if before is not None and key > before[:n]:
                     continue
-                for bucket_id in await self._ids({"ix_hour": f"{dim}|{hour}"}):
-                    bucket = bucket_id.rsplit("|", 1)[1]
-                    if before is None or bucket <= before:
+                if i == len(LEVELS) - 1:
+                    yield key
+                else:
+                    async for bucket in level(i + 1, f"{dim}|{key}"):
                         yield bucket
+
+        async for bucket in level(0, dim):
+            yield bucket
+
+
+async def prefetched(
+    buckets: AsyncIterator[str],
+    fetch: Callable[[str], Coroutine[Any, Any, list[Document]]],
+    most: int = PREFETCH,
+) -> AsyncGenerator[tuple[str, list[Document]]]:
+    """Each bucket with its jobs, in order, fetching ahead: one query at first, then
+    twice as many in flight each round up to ``most`` (sparse time needs many
+    queries, dense time one). Use it with ``contextlib.aclosing``: leaving early
+    cancels what is still in flight."""
+    pending: deque[tuple[str, asyncio.Task[list[Document]]]] = deque()
+    window, exhausted = 1, False
+    try:
+        while True:
+            while not exhausted and len(pending) < window:
+                bucket = await anext(buckets, None)
+                if bucket is None:
+                    exhausted = True
+                else:
+                    pending.append((bucket, asyncio.create_task(fetch(bucket))))
+            if not pending:
+                return
+            bucket, task = pending.popleft()
+            yield bucket, await task
+            window = min(most, window * 2)
+    finally:
+        for _, task in pending:
+            task.cancel()
+        for _, task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 class Budget:

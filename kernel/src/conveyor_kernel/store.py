@@ -10,6 +10,7 @@ atomically, so the design must not rely on concurrent writers being serialised.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
@@ -31,6 +32,7 @@ from conveyor_kernel.listing import (
     encode_position,
     ordered,
     page_of,
+    prefetched,
     status_dimension,
 )
 from conveyor_kernel.logs import get_logger
@@ -221,9 +223,13 @@ class JobStore:
         found: list[Document] = []
         budget, stopped = Budget(WALK_BUDGET_S), None
         before = created_bucket(after[0]) if after else None
-        async with store_errors():
-            async for bucket in self.index.buckets(dim, before):
-                docs = await self._jobs.find({**query, "created_bucket": bucket}).to_list()
+
+        async def fetch(bucket: str) -> list[Document]:
+            return await self._jobs.find({**query, "created_bucket": bucket}).to_list()
+
+        walk = prefetched(self.index.buckets(dim, before), fetch)
+        async with store_errors(), contextlib.aclosing(walk):
+            async for bucket, docs in walk:
                 found.extend(ordered(docs, after))
                 if len(found) > limit:
                     break
