@@ -217,7 +217,7 @@ def stats(ctx: typer.Context) -> None:
             queues.add_row(key, queue["name"], str(queue["messages"]), str(queue["consumers"]))
         age = f"counted {output.local_time(data.get('counted_at'))}"
         if data.get("counts_stale"):
-            age += f" (stale: {data.get('counts_error') or 'recounting'})"
+            age += f" (stale: {data.get('counts_error') or 'the store did not answer'})"
         parts: list[Any] = [
             Text(f"{data.get('total', 0)} jobs, {age}"),
             output.key_values("by status", data.get("by_status") or {}),

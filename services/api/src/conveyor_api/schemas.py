@@ -73,7 +73,7 @@ class StatsOut(BaseModel):
         description="The store did not answer in time: these are the last counts "
         "obtained (counts_error says why)"
     )
-    counts_error: str | None = Field(default=None, description="Why the last recount failed")
+    counts_error: str | None = Field(default=None, description="Why the counts could not be read")
     queues: dict[str, QueueOut] | None
     broker_error: str | None = None
 

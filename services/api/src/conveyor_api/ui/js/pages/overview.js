@@ -83,7 +83,7 @@ export default function overview(root) {
     const age = stats.counts_age_s;
     clear(meta,
       "Counted ", time(stats.counted_at), age >= 1 ? ` (${age.toFixed(0)} s ago)` : "",
-      stats.counts_stale ? h("strong", {}, " · stale: a recount is running or failed") : null,
+      stats.counts_stale ? h("strong", {}, " · stale: the store did not answer in time") : null,
       stats.counts_error ? ` · ${stats.counts_error}` : null);
   }
 
