@@ -13,10 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from pymongo import AsyncMongoClient, IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
+from conveyor_kernel.mongo import Document, create_missing_indexes, insert_new, store_errors
 
 CANCELLATIONS_COLLECTION = "cancellations"
 
@@ -30,11 +29,7 @@ class Cancellations:
 
     async def record(self, job_id: str) -> None:
         """Idempotent: the first request's time is kept."""
-        try:
-            async with store_errors():
-                await self._col.insert_one({"_id": job_id, "at": utcnow()})
-        except DuplicateKeyError:
-            pass
+        await insert_new(self._col, {"_id": job_id, "at": utcnow()})
 
     async def since(self, at: datetime) -> list[tuple[str, datetime]]:
         """``(job_id, requested_at)`` of every request at or after ``at``."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.mongo import Document, ensure_ttl_index, store_errors
+from conveyor_kernel.mongo import Document, ensure_ttl_index, insert_new, store_errors
 
 CLAIMS_COLLECTION = "claims"
 CLAIM_TTL = timedelta(days=7)
@@ -29,14 +28,8 @@ class Claims:
 
     async def claim(self, key: str, owner: str) -> bool:
         now = utcnow()
-        try:
-            async with store_errors():
-                await self._col.insert_one(
-                    {"_id": key, "owner": owner, "at": now, "expires_at": now + CLAIM_TTL}
-                )
-        except DuplicateKeyError:
-            return False
-        return True
+        claim = {"_id": key, "owner": owner, "at": now, "expires_at": now + CLAIM_TTL}
+        return await insert_new(self._col, claim)
 
     async def release(self, key: str, owner: str) -> None:
         """Give back a claim whose work failed (only the owner's), so it can be retried."""

@@ -34,12 +34,11 @@ from datetime import timedelta
 
 import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.errors import StoreUnavailableError
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import utcnow
-from conveyor_kernel.mongo import Document, store_errors
+from conveyor_kernel.mongo import Document, insert_new, store_errors
 
 log = get_logger(__name__)
 
@@ -110,11 +109,7 @@ class JobCounts:
 
     async def ensure_indexes(self) -> None:
         """The first start of a store: no jobs, so every count is zero."""
-        try:
-            async with store_errors():
-                await self._col.insert_one({"_id": SNAPSHOT_ID, "n": [], "folded": []})
-        except DuplicateKeyError:
-            pass
+        await insert_new(self._col, {"_id": SNAPSHOT_ID, "n": [], "folded": []})
 
     async def flush(self, tally: Tally) -> int:
         """Insert ``tally``'s pending changes as one delta; the number of keys."""
@@ -146,10 +141,7 @@ class JobCounts:
         current window; the number of deltas folded."""
         now = utcnow()
         window = int(now.timestamp() // lease.total_seconds())
-        try:
-            async with store_errors():
-                await self._col.insert_one({"_id": f"{LEASE_PREFIX}{window}", "owner": owner})
-        except DuplicateKeyError:
+        if not await insert_new(self._col, {"_id": f"{LEASE_PREFIX}{window}", "owner": owner}):
             return 0  # another replica folds this window
         async with store_errors():
             docs = await self._col.find({}).to_list()

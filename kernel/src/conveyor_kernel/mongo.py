@@ -151,3 +151,14 @@ async def store_errors() -> AsyncIterator[None]:
         raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
     except PyMongoError as exc:
         raise StoreUnavailableError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
+
+
+async def insert_new(col: AsyncCollection[Document], doc: Document) -> bool:
+    """Insert ``doc`` unless its ``_id`` exists: ``False`` then. The unique ``_id``
+    decides atomically on MongoDB and FerretDB alike (a first-writer-wins claim)."""
+    try:
+        async with store_errors():
+            await col.insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True

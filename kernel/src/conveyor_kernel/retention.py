@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 
 import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
 
 from conveyor_kernel.counts import Tally
 from conveyor_kernel.errors import StoreUnavailableError
@@ -48,7 +47,13 @@ from conveyor_kernel.model import (
     expiry_bucket_start,
     utcnow,
 )
-from conveyor_kernel.mongo import Document, create_missing_indexes, ensure_ttl_index, store_errors
+from conveyor_kernel.mongo import (
+    Document,
+    create_missing_indexes,
+    ensure_ttl_index,
+    insert_new,
+    store_errors,
+)
 from conveyor_kernel.notifications import DELIVERIES_COLLECTION
 from conveyor_kernel.store import JOBS_COLLECTION
 
@@ -91,11 +96,7 @@ class Retention:
         )
         # The first start of a store: no job can have expired before now.
         start = {"_id": CURSOR_ID, "swept_before": expiry_bucket_start(self._clock())}
-        try:
-            async with store_errors():
-                await self._state.insert_one(start)
-        except DuplicateKeyError:
-            pass
+        await insert_new(self._state, start)
 
     async def _load_cursor(self) -> datetime:
         async with store_errors():
