@@ -167,13 +167,18 @@ def _fold(docs: list[Document]) -> tuple[Counter[Key], list[str], list[str]]:
     """(counts, ids of the deltas not yet in the snapshot, ids already in it)."""
     snapshot = next((d for d in docs if d["_id"] == SNAPSHOT_ID), None)
     counts = _counter(snapshot["n"]) if snapshot else Counter()
-    done = list(snapshot["folded"]) if snapshot else []
-    deltas = []
+    folded = set(snapshot["folded"]) if snapshot else set()
+    deltas: list[str] = []
+    done: list[str] = []
     for doc in docs:
-        if str(doc["_id"]).startswith("delta:") and doc["_id"] not in done:
+        doc_id = str(doc["_id"])
+        if not doc_id.startswith("delta:"):
+            continue
+        if doc_id in folded:
+            done.append(doc_id)
+        else:
             counts.update(_counter(doc["n"]))
-            deltas.append(doc["_id"])
-    done = [d for d in done if any(doc["_id"] == d for doc in docs)]
+            deltas.append(doc_id)
     return counts, deltas, done
 
 

@@ -43,7 +43,13 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
 from conveyor_kernel.counts import Stats
-from conveyor_kernel.model import FINISHED_STATUSES, Job, JobStatus, created_bucket
+from conveyor_kernel.model import (
+    BUCKET_KEY_FORMAT,
+    FINISHED_STATUSES,
+    Job,
+    JobStatus,
+    created_bucket,
+)
 from conveyor_kernel.mongo import Document, create_missing_indexes, store_errors
 
 INDEX_COLLECTION = "job_index"
@@ -61,7 +67,7 @@ LEVEL_KEYS = tuple(field for _, _, field in LEVELS)
 
 
 def bucket_start(bucket: str) -> datetime:
-    return datetime.strptime(bucket, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.strptime(bucket, BUCKET_KEY_FORMAT).replace(tzinfo=UTC)
 
 
 def dimensions(job: Job) -> list[str]:

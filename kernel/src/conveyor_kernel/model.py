@@ -41,6 +41,7 @@ def utcnow() -> datetime:
 
 
 EXPIRY_BUCKET_S = 10  # the retention sweep's unit of work (conveyor_kernel.retention)
+BUCKET_KEY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how a bucket's start is stored: sortable text
 
 
 def expiry_bucket_start(at: datetime) -> datetime:
@@ -53,13 +54,13 @@ def expiry_bucket(at: datetime) -> str:
     """The stored key of the expiry bucket ``at`` falls in (``2026-12-07T11:50:10Z``):
     the retention sweep finds due jobs by equality on it, which every MongoDB-wire
     server can serve from an index, instead of a range scan over all jobs."""
-    return expiry_bucket_start(at).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return expiry_bucket_start(at).strftime(BUCKET_KEY_FORMAT)
 
 
 def created_bucket(at: datetime) -> str:
     """The stored key of the second ``at`` falls in (``2026-12-07T11:50:17Z``): lists
     walk jobs by it (conveyor_kernel.listing)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return at.astimezone(UTC).strftime(BUCKET_KEY_FORMAT)
 
 
 def new_job_id() -> str:
