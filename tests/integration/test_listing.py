@@ -77,8 +77,12 @@ async def test_pages_are_newest_first_over_sparse_time_under_every_filter(
     queued = stored["echo"] + stored["reports"][3:]
     # A waiting status: read whole when the counts say it is small, walked when unknown.
     few = Stats(by_status={"queued": len(queued)}, by_type={}, total=len(queued))
+
+    async def counts() -> Stats:
+        return few
+
     expected = _newest_first(queued)
-    assert await _all_pages(store, 4, status=JobStatus.QUEUED, counts=few) == expected
+    assert await _all_pages(store, 4, status=JobStatus.QUEUED, counts=counts) == expected
     assert await _all_pages(store, 4, status=JobStatus.QUEUED) == expected
     assert await _all_pages(store, 4, schedule_id="nope") == []
 
@@ -110,6 +114,13 @@ def test_the_dimension_follows_the_most_selective_filter() -> None:
     assert pick(None, None, "s1", False, counts) == "schedule=s1"
     assert pick(None, None, None, True, None) == "dead"
     assert pick(JobStatus.RUNNING, None, None, False, None) == "all"  # no counts: walk
+    # The counts are read only where the choice depends on them.
+    needs = listing.needs_counts
+    assert needs(JobStatus.RUNNING, None, None, False)
+    assert needs(None, "echo", None, False)
+    assert not needs(None, None, None, False)
+    assert not needs(JobStatus.COMPLETED, "echo", "s1", False)
+    assert not needs(None, None, None, True)
 
 
 async def test_noting_entries_written_before_is_harmless(

@@ -232,6 +232,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 DIRECT_MAX = 2000  # a filter matching at most this many jobs reads them whole
 
 
+def needs_counts(
+    status: JobStatus | None, job_type: str | None, schedule_id: str | None, dead_lettered: bool
+) -> bool:
+    """Whether :func:`dimension_for` would look at the counts for this filter."""
+    return schedule_id is None and not dead_lettered and (status or job_type) is not None
+
+
 def dimension_for(
     status: JobStatus | None,
     job_type: str | None,

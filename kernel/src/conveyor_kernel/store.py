@@ -11,7 +11,7 @@ atomically, so the design must not rely on concurrent writers being serialised.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -30,6 +30,7 @@ from conveyor_kernel.listing import (
     decode_cursor,
     dimension_for,
     encode_position,
+    needs_counts,
     ordered,
     page_of,
     prefetched,
@@ -199,10 +200,11 @@ class JobStore:
         dead_lettered: bool = False,
         limit: int = 50,
         cursor: str | None = None,
-        counts: Stats | None = None,
+        counts: Callable[[], Awaitable[Stats | None]] | None = None,
     ) -> Page:
         """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page.
-        ``counts`` (the maintained ones) tell how few jobs a filter may match. A page
+        ``counts`` reads the maintained counts, which tell how few jobs a filter may
+        match; it is called only for a filter that needs them. A page
         may be short with a ``next_cursor`` when the walk ran out of time
         (:mod:`conveyor_kernel.listing`)."""
         query: dict[str, Any] = {}
@@ -215,7 +217,10 @@ class JobStore:
         if dead_lettered:
             query["dead_lettered"] = True
         after = decode_cursor(cursor) if cursor else None
-        dim = dimension_for(status, job_type, schedule_id, dead_lettered, counts)
+        stats = None
+        if counts is not None and needs_counts(status, job_type, schedule_id, dead_lettered):
+            stats = await counts()
+        dim = dimension_for(status, job_type, schedule_id, dead_lettered, stats)
         if dim is None:  # few: read them whole
             async with store_errors():
                 docs = ordered(await self._jobs.find(query).to_list(), after)

@@ -98,9 +98,7 @@ async def list_dead_letters(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeadLetterPage:
     """Parked jobs, newest first (poison messages have no job: see the parking-lot queue)."""
-    page = await state.store.list(
-        dead_lettered=True, limit=limit, cursor=cursor, counts=await state.stats.latest()
-    )
+    page = await state.store.list(dead_lettered=True, limit=limit, cursor=cursor)
     return DeadLetterPage(items=[_out(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
@@ -108,11 +106,8 @@ async def _dead_letter_ids(state: AppState, at_most: int) -> list[str]:
     """Up to ``at_most`` dead letters, newest first (pages may be short: follow them)."""
     ids: list[str] = []
     cursor = None
-    counts = await state.stats.latest()
     while len(ids) < at_most:
-        page = await state.store.list(
-            dead_lettered=True, limit=at_most - len(ids), cursor=cursor, counts=counts
-        )
+        page = await state.store.list(dead_lettered=True, limit=at_most - len(ids), cursor=cursor)
         ids.extend(j.id for j in page.jobs)
         if page.next_cursor is None:
             break

@@ -92,7 +92,7 @@ async def list_jobs(
         schedule_id=schedule_id,
         limit=limit,
         cursor=cursor,
-        counts=await state.stats.latest(),
+        counts=state.stats.latest,
     )
     return JobPage(items=[JobOut.of(j) for j in page.jobs], next_cursor=page.next_cursor)
 
