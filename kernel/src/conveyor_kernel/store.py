@@ -244,9 +244,10 @@ class JobStore:
         return page_of(found, limit, stopped)
 
     async def stats(self, timeout_s: float) -> Stats:
-        """Jobs by status and by type in one pass over the collection. It reads every
-        job (slow on a big collection: FerretDB v1 takes ~0.3 ms a job), so callers
-        cache it (``conveyor_api.statscache``); ``timeout_s`` bounds the operation."""
+        """Jobs by status and by type, counted in one pass over the collection: the
+        truth the maintained counts (``conveyor_kernel.counts``) are checked against
+        in tests and benches. It reads every job (FerretDB v1: ~0.3 ms a job), so no
+        service calls it; ``timeout_s`` bounds the operation."""
         pipeline = [{"$group": {"_id": {"s": "$status", "t": "$type"}, "n": {"$sum": 1}}}]
         by_status: dict[str, int] = {}
         by_type: dict[str, int] = {}
