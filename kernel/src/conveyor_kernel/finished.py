@@ -117,19 +117,18 @@ class GroupInsert:
 
 class GroupDelete:
     """Deletes of open documents left by a finish, from concurrent callers, flushed
-    as one ``delete_many`` per ``created_bucket`` and ``rev`` (FerretDB v1 pushes
-    the bucket down, then matches the ids among its few documents; an ``$or`` of
-    ids would not be pushed down, a scan). Only a document at most at ``rev``
-    goes: one reopened since (a higher ``rev``) stays."""
+    as one ``delete_many`` per ``created_bucket`` (FerretDB v1 pushes the bucket
+    down, then matches the ids among its few documents). Only a document at most
+    at ``rev`` goes: one reopened since (a higher ``rev``) stays."""
 
     def __init__(self, col: AsyncCollection[Document]) -> None:
         self._col = col
-        self._pending: list[tuple[tuple[str, int], Any, asyncio.Future[None]]] = []
+        self._pending: list[tuple[str, Document, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def delete(self, bucket: str, doc_id: Any, rev: int) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(((bucket, rev), doc_id, future))
+        self._pending.append((bucket, {"_id": doc_id, "rev": {"$lte": rev}}, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all())
         await asyncio.shield(future)
@@ -137,15 +136,13 @@ class GroupDelete:
     async def _flush_all(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            groups: dict[tuple[str, int], list[Any]] = {}
-            for key, doc_id, _ in batch:
-                groups.setdefault(key, []).append(doc_id)
+            by_bucket: dict[str, list[Document]] = {}
+            for bucket, match, _ in batch:
+                by_bucket.setdefault(bucket, []).append(match)
             try:
                 async with store_errors():
-                    for (bucket, rev), ids in groups.items():
-                        await self._col.delete_many(
-                            {"created_bucket": bucket, "_id": {"$in": ids}, "rev": {"$lte": rev}}
-                        )
+                    for bucket, matches in by_bucket.items():
+                        await self._col.delete_many({"created_bucket": bucket, "$or": matches})
             except Exception as exc:  # noqa: BLE001  # each caller of the batch gets it
                 for _, _, future in batch:
                     if not future.done():
