@@ -26,7 +26,6 @@ from compare_common import (
     sweep_rabbit,
     wait_done,
 )
-from conveyor_kernel.finished import FINISHED_COLLECTION
 from cpu import CpuMeter, per_job_ms
 from flames import Profiler
 from preload import preload
@@ -159,7 +158,7 @@ async def run_conveyor(spec: RunSpec, result: RunResult) -> None:
                 result.submit_s = time.perf_counter() - start
                 log(tag, f"{result.accepted} accepted in {result.submit_s:.1f} s")
 
-                jobs = mongo[db][FINISHED_COLLECTION]  # finished jobs (conveyor_kernel.finished)
+                jobs = mongo[db]["jobs"]
 
                 async def completed() -> int:  # less the preloaded ones
                     return await jobs.count_documents({"status": "completed"}) - preloaded_done

@@ -18,7 +18,6 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from conveyor_kernel.counts import JobCounts, Tally
-from conveyor_kernel.finished import FINISHED_COLLECTION
 from conveyor_kernel.listing import JobIndex
 from conveyor_kernel.model import (
     DEFAULT_RETENTION_S,
@@ -31,6 +30,7 @@ from conveyor_kernel.model import (
     new_job_id,
     utcnow,
 )
+from conveyor_kernel.store import JOBS_COLLECTION
 
 CHUNK = 1000
 SPAN = timedelta(days=1)  # created over the last day
@@ -78,7 +78,7 @@ class Preloaded:
 async def preload(mongo: AsyncMongoClient[dict[str, Any]], db: str, n: int) -> Preloaded:
     """Insert ``n`` finished jobs (and their counts). Each document is the model's
     own (``to_document``), derived fields included."""
-    jobs = mongo[db][FINISHED_COLLECTION]  # where finished jobs live
+    jobs = mongo[db][JOBS_COLLECTION]
     templates = {k: _finished(*k) for k in (_kind(0), _kind(5), _kind(1))}
     now, tally, index = utcnow(), Tally(), JobIndex(mongo, db)
     t0 = time.perf_counter()

@@ -36,7 +36,6 @@ from benchlib import (
     wait_api_ready,
 )
 from conveyor_kernel.broker import queue_stats
-from conveyor_kernel.finished import FINISHED_COLLECTION
 from conveyor_kernel.mongo import make_client
 from conveyor_kernel.topology import build_topology
 from conveyor_kernel.topology import delete as delete_topology
@@ -156,7 +155,7 @@ async def main() -> None:
             CONVEYOR_METRICS_PORT="0" if args.no_metrics else str(metrics_ports[-1]),
         )
     mongo = make_client(args.mongodb_url, 10_000, "conveyor-bench")
-    jobs = mongo[db][FINISHED_COLLECTION]  # finished jobs (conveyor_kernel.finished)
+    jobs = mongo[db]["jobs"]
     limits = httpx.Limits(max_connections=args.client_concurrency)
     try:
         async with httpx.AsyncClient(

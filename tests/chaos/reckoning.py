@@ -16,7 +16,6 @@ import httpx
 from pymongo import AsyncMongoClient
 from standardwebhooks import Webhook
 
-from conveyor_kernel.finished import FINISHED_COLLECTION, REOPENED_OF, merge
 from conveyor_kernel.mongo import Document
 from conveyor_kernel.store import JOBS_COLLECTION
 from tests.chaos.mix import Request
@@ -102,15 +101,10 @@ def _fmt(value: float | None) -> str:
 
 
 async def stored_jobs(mongo: AsyncMongoClient[Document], db: str) -> dict[str, Document]:
-    """Every job as stored: open in ``jobs``, finished in ``finished_jobs``, the newer
-    of the two where a crash left both (conveyor_kernel.finished)."""
-    fields = {
-        "_id": 1, "status": 1, "attempts.outcome": 1, "type": 1, "dead_letter": 1,
-        "rev": 1, REOPENED_OF: 1,
-    }  # fmt: skip
-    open_docs = await mongo[db][JOBS_COLLECTION].find({}, fields).to_list()
-    done_docs = await mongo[db][FINISHED_COLLECTION].find({}, fields).to_list()
-    return {doc["_id"]: doc for doc in merge(open_docs, done_docs)}
+    cursor = mongo[db][JOBS_COLLECTION].find(
+        {}, {"_id": 1, "status": 1, "attempts.outcome": 1, "type": 1, "dead_letter": 1}
+    )
+    return {doc["_id"]: doc async for doc in cursor}
 
 
 async def listed_dead_letters(client: httpx.AsyncClient) -> set[str]:

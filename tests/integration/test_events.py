@@ -96,7 +96,7 @@ async def test_no_event_is_published_where_nothing_consumes_it(stack: Stack, amq
     await stack.wait_job(quiet["id"])
     with pytest.raises(AssertionError, match="nothing arrived"):
         await next_event(amqp, stack.namespace, timeout=1)
-    stored = await mongo[stack.db_name]["finished_jobs"].find_one({"_id": quiet["id"]})
+    stored = await mongo[stack.db_name]["jobs"].find_one({"_id": quiet["id"]})
     assert stored["status"] == "completed"
     assert stored["emitted"] == []
 

@@ -245,9 +245,6 @@ class Job(BaseModel):
     # The status this job had at its ``rev`` (as read, published or last written);
     # kept through model_copy, so a transition knows the status it moves from.
     _base_status: JobStatus | None = PrivateAttr(default=None)
-    # The collection its document at ``rev`` is in (conveyor_kernel.finished), when
-    # the store read or wrote it; else where a job of its base status lives.
-    _home: str | None = PrivateAttr(default=None)
 
     id: str = Field(alias="_id")
     type: str
@@ -294,11 +291,6 @@ class Job(BaseModel):
     )
     next_attempt: int = Field(default=1, description="Attempt number the next message carries")
     rev: int = Field(default=0, description="Optimistic-concurrency revision")
-    reopened_of: int | None = Field(
-        default=None,
-        description="The rev of the finished document this open job was reopened from "
-        "(a retry or redrive; conveyor_kernel.finished)",
-    )
 
     @classmethod
     def from_submission(
@@ -344,17 +336,10 @@ class Job(BaseModel):
         """The status at ``rev``: what the job's counts move from when it is written."""
         return self._base_status or self.status
 
-    def rebased(self, home: str | None = None) -> Job:
-        """This job as now stored (in ``home``): its status is the base of the next
-        transition."""
+    def rebased(self) -> Job:
+        """This job as now stored: its status is the base of the next transition."""
         self._base_status = self.status
-        self._home = home
         return self
-
-    @property
-    def home(self) -> str | None:
-        """The collection its stored document is in, if the store said so."""
-        return self._home
 
     def to_document(self) -> dict[str, Any]:
         doc = self.model_dump(by_alias=True, mode="python")

@@ -25,9 +25,6 @@ bucket). That is bounded work per interval, whatever the backlog, and it works
 on FerretDB v1, which has no TTL indexes. Where the server has them (MongoDB),
 a TTL index on ``expires_at`` removes jobs a day late as a backstop if no
 sweeper runs; deliveries are only removed by the sweep.
-
-Finished jobs live in ``finished_jobs`` (:mod:`conveyor_kernel.finished`); the
-sweep clears it first, then ``jobs`` (finished jobs stored before that existed).
 """
 
 from __future__ import annotations
@@ -39,11 +36,9 @@ from datetime import datetime, timedelta
 
 import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
 
 from conveyor_kernel.counts import Tally
 from conveyor_kernel.errors import StoreUnavailableError
-from conveyor_kernel.finished import FINISHED_COLLECTION, by_ids, newer
 from conveyor_kernel.logs import get_logger
 from conveyor_kernel.model import (
     EXPIRY_BUCKET_S,
@@ -88,7 +83,6 @@ class Retention:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._jobs = client[db_name][JOBS_COLLECTION]
-        self._finished = client[db_name][FINISHED_COLLECTION]
         self._deliveries = client[db_name][DELIVERIES_COLLECTION]
         self._state = client[db_name][RETENTION_COLLECTION]
         self._tally = tally  # the job store's: deletes change the counts
@@ -96,11 +90,10 @@ class Retention:
         self._cursor: datetime | None = None  # every bucket before it is swept
 
     async def ensure_indexes(self) -> None:
-        for col in (self._finished, self._jobs):
-            await ensure_ttl_index(col, "expires_at", after_s=BACKSTOP_S)
-            await create_missing_indexes(
-                col, [pymongo.IndexModel([("expires_bucket", 1)], name="expiry", sparse=True)]
-            )
+        await ensure_ttl_index(self._jobs, "expires_at", after_s=BACKSTOP_S)
+        await create_missing_indexes(
+            self._jobs, [pymongo.IndexModel([("expires_bucket", 1)], name="expiry", sparse=True)]
+        )
         # The first start of a store: no job can have expired before now.
         start = {"_id": CURSOR_ID, "swept_before": expiry_bucket_start(self._clock())}
         await insert_new(self._state, start)
@@ -135,63 +128,31 @@ class Retention:
 
     async def _sweep_bucket(self, bucket: datetime, now: datetime, limit: int) -> tuple[int, bool]:
         """Up to ``limit`` due jobs of one bucket: (deleted, whether none is left)."""
-        deleted, emptied = 0, True
-        for col in (self._finished, self._jobs):  # (jobs: finished before finished_jobs)
-            if deleted >= limit:
-                return deleted, False
-            n, empty = await self._sweep_collection(col, bucket, now, limit - deleted)
-            deleted, emptied = deleted + n, emptied and empty
-            if not empty:
-                break
-        return deleted, emptied
-
-    async def _sweep_collection(
-        self, col: AsyncCollection[Document], bucket: datetime, now: datetime, limit: int
-    ) -> tuple[int, bool]:
         due = {
             "expires_bucket": expiry_bucket(bucket),
             "expires_at": {"$lt": now},
             "status": {"$in": _FINISHED},
         }
-        fields = {"status": 1, "type": 1, "rev": 1, "created_bucket": 1}
         async with store_errors():
-            docs = [doc async for doc in col.find(due, fields).limit(limit + 1)]
+            found = self._jobs.find(due, {"status": 1, "type": 1}).limit(limit + 1)
+            docs = [doc async for doc in found]
             take = docs[:limit]
             if not take:
                 return 0, True
-            stale: set[object] = set()  # finished documents a reopened job left
-            if col is self._finished:
-                stale = await self._reopened_or_leftovers(take)
             ids = [doc["_id"] for doc in take]
             for job_id in ids:
-                if job_id not in stale:
-                    await self._deliveries.delete_many({"job_id": job_id})
-            result = await col.delete_many({**due, "_id": {"$in": ids}})
+                await self._deliveries.delete_many({"job_id": job_id})
+            result = await self._jobs.delete_many({**due, "_id": {"$in": ids}})
             gone = take
             if result.deleted_count != len(take):  # some changed meanwhile (retried): which?
-                left = col.find({"expires_bucket": due["expires_bucket"], "_id": {"$in": ids}})
+                left = self._jobs.find(
+                    {"expires_bucket": due["expires_bucket"], "_id": {"$in": ids}}
+                )
                 kept = {doc["_id"] async for doc in left}
                 gone = [doc for doc in take if doc["_id"] not in kept]
         for doc in gone:
-            if doc["_id"] not in stale:
-                self._tally.add(str(doc["status"]), str(doc["type"]), -1)
+            self._tally.add(str(doc["status"]), str(doc["type"]), -1)
         return len(gone), len(docs) <= limit
-
-    async def _reopened_or_leftovers(self, finished: list[Document]) -> set[object]:
-        """Of expiring finished documents, the ids of those a job was reopened from
-        (stale: the open job is the job). Open documents a finish left behind (a
-        crash between its two writes) are deleted with them."""
-        opens = await by_ids(self._jobs, finished)
-        stale: set[object] = set()
-        for doc in finished:
-            open_doc = opens.get(doc["_id"])
-            if open_doc is None:
-                continue
-            if newer(open_doc, doc) is open_doc:
-                stale.add(doc["_id"])
-            else:
-                await self._jobs.delete_one({"_id": doc["_id"], "rev": open_doc["rev"]})
-        return stale
 
     async def _save_cursor(self, cursor: datetime) -> None:
         """``$max``: a replica that swept less never moves the cursor back."""
